@@ -77,6 +77,9 @@ pub struct Outcome {
     pub summary: String,
     /// Evidence: on failure what broke; on pass what was verified.
     pub evidence: Vec<Evidence>,
+    /// Traffic observed while checking (ATTRIBUTION), for the reports' picture.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<crate::provider::Flow>,
 }
 
 impl Outcome {
@@ -86,6 +89,7 @@ impl Outcome {
             status: Status::Pass,
             summary: summary.into(),
             evidence: Vec::new(),
+            traffic: Vec::new(),
         }
     }
 
@@ -95,6 +99,7 @@ impl Outcome {
             status: Status::Fail,
             summary: summary.into(),
             evidence: Vec::new(),
+            traffic: Vec::new(),
         }
     }
 
@@ -104,6 +109,7 @@ impl Outcome {
             status: Status::Skip,
             summary: reason.into(),
             evidence: Vec::new(),
+            traffic: Vec::new(),
         }
     }
 
@@ -133,11 +139,17 @@ impl Outcome {
             .map(|(c, o)| format!("{c}: {}", o.summary))
             .collect::<Vec<_>>()
             .join("; ");
-        let evidence = per_cluster.into_iter().flat_map(|(_, o)| o.evidence).collect();
+        let mut evidence = Vec::new();
+        let mut traffic = Vec::new();
+        for (_, o) in per_cluster {
+            evidence.extend(o.evidence);
+            traffic.extend(o.traffic);
+        }
         Outcome {
             status,
             summary,
             evidence,
+            traffic,
         }
     }
 }
