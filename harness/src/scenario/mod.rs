@@ -143,7 +143,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, Error> {
 /// Parses and validates scenario text; `path` is used for error messages and the
 /// name check.
 pub fn load_str(path: &Path, text: &str) -> Result<Scenario, InputError> {
-    if text.trim().is_empty() {
+    let only_comments = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if only_comments {
         return Err(InputError::file(path, "the scenario file is empty"));
     }
     // serde_path_to_error knows the field; serde-saphyr knows the line. The path is
@@ -175,8 +178,10 @@ fn saphyr_error(path: &Path, field: &str, e: &serde_saphyr::Error) -> InputError
         .replace(".value[", "[")
         .replace(".value.", ".")
         .trim_end_matches(".value")
+        // serde_path_to_error writes `?` for a key it could not read.
+        .trim_end_matches(".?")
         .to_string();
-    let field = if field.is_empty() || field == "." || field == "value" {
+    let field = if field.is_empty() || field == "." || field == "value" || field == "?" {
         "(document)".to_string()
     } else {
         field
