@@ -37,13 +37,24 @@ pub trait RunningMesh: Send {
 
     /// Every sender in every cluster pushes `samples_per_sender` samples to its
     /// aggregator Service; the provider reports where each landed.
-    fn attribution(&mut self, samples_per_sender: u32) -> Result<AttributionObservation, ProbeError>;
+    fn attribution(
+        &mut self,
+        samples_per_sender: u32,
+    ) -> Result<AttributionObservation, ProbeError>;
 
     /// Runs the validator of `cluster` and reports its verdict.
     fn validator(&mut self, cluster: &str) -> Result<ValidatorObservation, ProbeError>;
 
     /// Runs the backfill Job of `cluster` and reports whether its pod completes.
     fn job_completion(&mut self, cluster: &str) -> Result<JobObservation, ProbeError>;
+
+    /// Collects diagnostics (logs, events, proxy configuration) after a check went
+    /// wrong, and returns the folder they are in so reports can link it. `None` when
+    /// the provider has nothing to collect (the twin keeps its evidence in outcomes).
+    fn collect_artifacts(&mut self, reason: &str) -> Option<std::path::PathBuf> {
+        let _ = reason;
+        None
+    }
 
     /// Tears everything down. Also done on drop, best effort.
     fn down(self: Box<Self>) -> Result<(), Error>;

@@ -114,7 +114,10 @@ pub fn run_scenario(
     let started = Instant::now();
     let rendered = subject::render(subject, scenario)?;
     let mut results = Vec::new();
-    for check in CheckId::ALL.iter().filter(|c| c.kind() == CheckKind::Static) {
+    for check in CheckId::ALL
+        .iter()
+        .filter(|c| c.kind() == CheckKind::Static)
+    {
         let t = Instant::now();
         let outcome = checks::run_static(*check, scenario, &rendered);
         results.push(result(scenario, *check, outcome, t.elapsed()));
@@ -144,7 +147,11 @@ pub fn run_scenario(
     })
 }
 
-fn run_runtime(scenario: &Scenario, rendered: &Rendered, provider: &dyn Provider) -> Vec<CheckResult> {
+fn run_runtime(
+    scenario: &Scenario,
+    rendered: &Rendered,
+    provider: &dyn Provider,
+) -> Vec<CheckResult> {
     let runtime: Vec<CheckId> = CheckId::ALL
         .iter()
         .copied()
@@ -182,7 +189,12 @@ fn run_runtime(scenario: &Scenario, rendered: &Rendered, provider: &dyn Provider
     }
 }
 
-fn result(scenario: &Scenario, check: CheckId, outcome: Outcome, duration: Duration) -> CheckResult {
+fn result(
+    scenario: &Scenario,
+    check: CheckId,
+    outcome: Outcome,
+    duration: Duration,
+) -> CheckResult {
     let expected = scenario.expect.get(&check).copied().unwrap_or(Status::Pass);
     let severity = scenario.severity_of(check);
     CheckResult {

@@ -41,7 +41,9 @@ pub fn run_static(check: CheckId, scenario: &Scenario, rendered: &Rendered) -> O
         .map(|cluster| {
             let outcome = match rendered.install(&cluster.name).map(|i| &i.result) {
                 None => Outcome::fail("no install was rendered for this cluster"),
-                Some(Err(refusal)) => statics::on_refusal(check, scenario, cluster, &refusal.message),
+                Some(Err(refusal)) => {
+                    statics::on_refusal(check, scenario, cluster, &refusal.message)
+                }
                 Some(Ok(installed)) => statics::check(
                     check,
                     &ClusterContext {

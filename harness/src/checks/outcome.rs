@@ -185,8 +185,16 @@ mod tests {
 
     #[test]
     fn diff_is_present_only_when_texts_differ() {
-        assert!(Evidence::new("", "", "", "").with_diff("a\n", "a\n").diff.is_none());
-        let d = Evidence::new("", "", "", "").with_diff("a\n", "b\n").diff.unwrap();
+        assert!(
+            Evidence::new("", "", "", "")
+                .with_diff("a\n", "a\n")
+                .diff
+                .is_none()
+        );
+        let d = Evidence::new("", "", "", "")
+            .with_diff("a\n", "b\n")
+            .diff
+            .unwrap();
         assert!(d.contains("-a") && d.contains("+b"), "{d}");
     }
 }

@@ -212,8 +212,12 @@ impl ManifestSet {
         self.resources()
             .filter_map(|r| {
                 let (kind, meta, template) = match r {
-                    Resource::Deployment(d) => ("Deployment", &d.metadata, &d.spec.as_ref()?.template),
-                    Resource::DaemonSet(d) => ("DaemonSet", &d.metadata, &d.spec.as_ref()?.template),
+                    Resource::Deployment(d) => {
+                        ("Deployment", &d.metadata, &d.spec.as_ref()?.template)
+                    }
+                    Resource::DaemonSet(d) => {
+                        ("DaemonSet", &d.metadata, &d.spec.as_ref()?.template)
+                    }
                     Resource::StatefulSet(d) => {
                         ("StatefulSet", &d.metadata, &d.spec.as_ref()?.template)
                     }
@@ -241,10 +245,26 @@ impl ManifestSet {
     pub fn pod_template_mut(&mut self, workload: &WorkloadRef) -> Option<&mut PodTemplateSpec> {
         self.items.iter_mut().find_map(|m| {
             let (kind, name, template) = match &mut m.resource {
-                Resource::Deployment(d) => ("Deployment", d.metadata.name.clone(), &mut d.spec.as_mut()?.template),
-                Resource::DaemonSet(d) => ("DaemonSet", d.metadata.name.clone(), &mut d.spec.as_mut()?.template),
-                Resource::StatefulSet(d) => ("StatefulSet", d.metadata.name.clone(), &mut d.spec.as_mut()?.template),
-                Resource::Job(j) => ("Job", j.metadata.name.clone(), &mut j.spec.as_mut()?.template),
+                Resource::Deployment(d) => (
+                    "Deployment",
+                    d.metadata.name.clone(),
+                    &mut d.spec.as_mut()?.template,
+                ),
+                Resource::DaemonSet(d) => (
+                    "DaemonSet",
+                    d.metadata.name.clone(),
+                    &mut d.spec.as_mut()?.template,
+                ),
+                Resource::StatefulSet(d) => (
+                    "StatefulSet",
+                    d.metadata.name.clone(),
+                    &mut d.spec.as_mut()?.template,
+                ),
+                Resource::Job(j) => (
+                    "Job",
+                    j.metadata.name.clone(),
+                    &mut j.spec.as_mut()?.template,
+                ),
                 Resource::CronJob(c) => (
                     "CronJob",
                     c.metadata.name.clone(),
@@ -336,7 +356,9 @@ impl ManifestSet {
     /// Objects of a kind the rules do not model (Issuer, Namespace, ...).
     pub fn others(&self, kind: &str) -> impl Iterator<Item = &serde_json::Value> {
         self.resources().filter_map(move |r| match r {
-            Resource::Other { kind: k, object, .. } if k == kind => Some(object),
+            Resource::Other {
+                kind: k, object, ..
+            } if k == kind => Some(object),
             _ => None,
         })
     }

@@ -92,7 +92,11 @@ pub fn parse_documents(origin: &Path, text: &str) -> Result<ManifestSet, InputEr
                 file(),
                 doc.first_line,
                 1,
-                if api_version.is_empty() { "apiVersion" } else { "kind" },
+                if api_version.is_empty() {
+                    "apiVersion"
+                } else {
+                    "kind"
+                },
                 "every Kubernetes object needs apiVersion and kind",
             ));
         }
@@ -114,7 +118,9 @@ pub fn parse_documents(origin: &Path, text: &str) -> Result<ManifestSet, InputEr
                 ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
                     conv(v).map(Resource::ValidatingWebhookConfiguration)
                 }
-                ("networking.istio.io", "DestinationRule") => conv(v).map(Resource::DestinationRule),
+                ("networking.istio.io", "DestinationRule") => {
+                    conv(v).map(Resource::DestinationRule)
+                }
                 ("networking.istio.io", "VirtualService") => conv(v).map(Resource::VirtualService),
                 ("security.istio.io", "PeerAuthentication") => {
                     conv(v).map(Resource::PeerAuthentication)

@@ -188,10 +188,7 @@ fn saphyr_error(path: &Path, field: &str, e: &serde_saphyr::Error) -> InputError
     };
     // The plain message, without the snippet: our own prefix carries the location.
     let message = e.without_snippet().to_string();
-    let message = message
-        .lines()
-        .next()
-        .unwrap_or("invalid YAML");
+    let message = message.lines().next().unwrap_or("invalid YAML");
     // serde-saphyr appends the location, which our prefix already carries.
     let message = match message.rfind(" at line ") {
         Some(i) => &message[..i],
@@ -317,7 +314,12 @@ fn validate(path: &Path, file: ScenarioFile) -> Result<Scenario, InputError> {
             );
         }
         let agent = AgentValues::from_values(&values).map_err(|(field, msg)| {
-            at(path, &spec.name, &format!("clusters[{i}].values.{field}"), msg)
+            at(
+                path,
+                &spec.name,
+                &format!("clusters[{i}].values.{field}"),
+                msg,
+            )
         })?;
         if agent.use_cert_manager != (file.certificates == CertificateMode::CertManager) {
             return Err(at(
@@ -330,7 +332,11 @@ fn validate(path: &Path, file: ScenarioFile) -> Result<Scenario, InputError> {
         }
         clusters.push(Cluster {
             name: name.clone(),
-            istio_cluster_id: spec.istio.cluster_id.clone().unwrap_or_else(|| name.clone()),
+            istio_cluster_id: spec
+                .istio
+                .cluster_id
+                .clone()
+                .unwrap_or_else(|| name.clone()),
             istio: spec.istio.clone(),
             values,
             agent,
@@ -439,7 +445,8 @@ mod tests {
 
     #[test]
     fn loads_a_matrix_file() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/single-sidecar-strict.yaml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/single-sidecar-strict.yaml");
         let s = load(&path).unwrap();
         assert_eq!(s.clusters[0].istio.mtls, MtlsMode::Strict);
         assert_eq!(s.clusters[0].agent.effective_cluster_id(), Some("alpha"));

@@ -110,7 +110,10 @@ fn port(values: &Value, field: &str, default: u16) -> Result<u16, (String, Strin
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p > 0)
             .ok_or_else(|| (field.into(), format!("{n} is not a port (1-65535)"))),
-        Some(other) => Err((field.into(), format!("expected a port number, found {other}"))),
+        Some(other) => Err((
+            field.into(),
+            format!("expected a port number, found {other}"),
+        )),
     }
 }
 
@@ -158,8 +161,9 @@ mod tests {
         let e = AgentValues::from_values(&json!({"integrations": {"istio": {"enabled": "yes"}}}))
             .unwrap_err();
         assert_eq!(e.0, "integrations.istio.enabled");
-        let e = AgentValues::from_values(&json!({"insightsController": {"server": {"port": 70000}}}))
-            .unwrap_err();
+        let e =
+            AgentValues::from_values(&json!({"insightsController": {"server": {"port": 70000}}}))
+                .unwrap_err();
         assert_eq!(e.0, "insightsController.server.port");
     }
 
