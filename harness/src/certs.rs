@@ -201,6 +201,24 @@ fn ca_params(common_name: &str, validity: Validity, limit: BasicConstraints) -> 
     params
 }
 
+/// What every leaf the harness issues shares: a TLS key's usages, the extended usages
+/// given, an authority key identifier (so verifiers find the issuer by key, not only
+/// by name), and the validity window.
+fn set_leaf_usage(
+    params: &mut CertificateParams,
+    extended: Vec<ExtendedKeyUsagePurpose>,
+    validity: Validity,
+) {
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = extended;
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+}
+
 /// A leaf certificate and its key, in both encodings.
 #[derive(Debug, Clone)]
 struct IssuedLeaf {
@@ -270,14 +288,11 @@ impl WebhookPki {
         params
             .distinguished_name
             .push(DnType::CommonName, common_name.as_str());
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
+        set_leaf_usage(
+            &mut params,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+            validity,
+        );
         let leaf = ca.issue(&params)?;
         Ok(Self {
             ca,
@@ -409,18 +424,14 @@ impl MeshPki {
         // Istio workload certificates have an empty subject; identity is the URI SAN.
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.subject_alt_names = vec![SanType::URI(spiffe.as_str().try_into()?)];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        let validity = Validity::workload_default();
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
+        set_leaf_usage(
+            &mut params,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            Validity::workload_default(),
+        );
         let leaf = ca.issue(&params)?;
         Ok(WorkloadCert {
             spiffe_id: spiffe,

@@ -9,17 +9,20 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::certs::{Validity, WebhookPki};
 use crate::checks::CheckId;
-use crate::checks::statics::{CLUSTER_LABEL, EXCLUDE_INBOUND, EXCLUDE_OUTBOUND, LOCAL_SUBSET};
+use crate::checks::statics::{
+    CLUSTER_LABEL, EXCLUDE_INBOUND, EXCLUDE_OUTBOUND, INJECT_CA_FROM, LOCAL_SUBSET, PROXY_QUIT_PATH,
+};
 use crate::manifests::{
     Certificate, CertificateSpec, DestinationRule, DestinationRuleSpec, ManifestSet, Resource,
     Subset, WorkloadRef,
 };
-use crate::roles::{self, Roles};
+use crate::roles::{self, AggregatorRole, Roles, ValidatorRole, WebhookRole};
 use crate::scenario::Scenario;
 use crate::subject::Rendered;
 
@@ -274,6 +277,32 @@ pub fn catalogue() -> Vec<Mutation> {
     ]
 }
 
+// ----- roles -----
+//
+// A mutation breaks what discovery found in the base install; a role that is missing
+// means the base install is not the one the mutation was written for.
+
+fn webhook_role(roles: &Roles) -> Result<&WebhookRole, String> {
+    roles
+        .webhook
+        .as_ref()
+        .ok_or_else(|| "no webhook role in the base install".to_string())
+}
+
+fn validator_role(roles: &Roles) -> Result<&ValidatorRole, String> {
+    roles
+        .validator
+        .as_ref()
+        .ok_or_else(|| "no validator role in the base install".to_string())
+}
+
+fn aggregator_role(roles: &Roles) -> Result<&AggregatorRole, String> {
+    roles
+        .aggregator
+        .as_ref()
+        .ok_or_else(|| "no aggregator role in the base install".to_string())
+}
+
 // ----- pod templates -----
 
 fn template_mut<'a>(
@@ -296,10 +325,7 @@ fn webhook_template<'a>(
     set: &'a mut ManifestSet,
     roles: &Roles,
 ) -> Result<&'a mut PodTemplateSpec, String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
+    let webhook = webhook_role(roles)?;
     template_mut(set, &webhook.workload)
 }
 
@@ -315,10 +341,7 @@ fn drop_inbound_exclusion(set: &mut ManifestSet, roles: &Roles) -> Result<(), St
 }
 
 fn wrong_inbound_port(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
+    let webhook = webhook_role(roles)?;
     let port = webhook.service_port.to_string();
     let template = webhook_template(set, roles)?;
     let annotations = annotations_mut(template);
@@ -330,10 +353,7 @@ fn wrong_inbound_port(set: &mut ManifestSet, roles: &Roles) -> Result<(), String
 }
 
 fn add_inbound_exclusion(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
+    let webhook = webhook_role(roles)?;
     let port = webhook.container_port.to_string();
     annotations_mut(webhook_template(set, roles)?).insert(EXCLUDE_INBOUND.into(), port);
     Ok(())
@@ -351,10 +371,7 @@ fn drop_outbound_exclusion_on_job(set: &mut ManifestSet, roles: &Roles) -> Resul
 }
 
 fn wrong_outbound_port(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
+    let webhook = webhook_role(roles)?;
     let cronjob = roles
         .backfill
         .iter()
@@ -414,10 +431,10 @@ fn drop_quitquitquit(set: &mut ManifestSet, roles: &Roles) -> Result<(), String>
                 .flatten()
                 .chain(container.args.iter_mut().flatten())
             {
-                if text.contains("/quitquitquit") {
+                if text.contains(PROXY_QUIT_PATH) {
                     let kept: Vec<&str> = text
                         .split(';')
-                        .filter(|s| !s.contains("/quitquitquit"))
+                        .filter(|s| !s.contains(PROXY_QUIT_PATH))
                         .collect();
                     *text = kept.join(";");
                     dropped += 1;
@@ -426,16 +443,13 @@ fn drop_quitquitquit(set: &mut ManifestSet, roles: &Roles) -> Result<(), String>
         }
     }
     match dropped {
-        0 => Err("no backfill command calls /quitquitquit".into()),
+        0 => Err(format!("no backfill command calls {PROXY_QUIT_PATH}")),
         _ => Ok(()),
     }
 }
 
 fn validator_to_init_container(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let validator = roles
-        .validator
-        .as_ref()
-        .ok_or("no validator role in the base install")?;
+    let validator = validator_role(roles)?;
     if validator.init {
         return Err("the validator is already an init container".into());
     }
@@ -456,10 +470,7 @@ fn validator_to_init_container(set: &mut ManifestSet, roles: &Roles) -> Result<(
 }
 
 fn validator_expects_another_cluster(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let validator = roles
-        .validator
-        .as_ref()
-        .ok_or("no validator role in the base install")?;
+    let validator = validator_role(roles)?;
     let spec = template_mut(set, &validator.workload)?
         .spec
         .as_mut()
@@ -489,11 +500,7 @@ fn validator_expects_another_cluster(set: &mut ManifestSet, roles: &Roles) -> Re
 // ----- fencing -----
 
 fn aggregator_fqdn(roles: &Roles) -> Result<String, String> {
-    roles
-        .aggregator
-        .as_ref()
-        .map(|a| a.fqdn())
-        .ok_or_else(|| "no aggregator role in the base install".to_string())
+    aggregator_role(roles).map(AggregatorRole::fqdn)
 }
 
 /// The `local-cluster` subsets of DestinationRules for the aggregator.
@@ -545,12 +552,9 @@ fn wrong_subset_label_value(set: &mut ManifestSet, roles: &Roles) -> Result<(), 
 }
 
 fn short_host_in_destination_rule(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let host = aggregator_fqdn(roles)?;
-    let short = roles
-        .aggregator
-        .as_ref()
-        .map(|a| a.service.clone())
-        .unwrap_or_default();
+    let aggregator = aggregator_role(roles)?;
+    let host = aggregator.fqdn();
+    let short = aggregator.service.clone();
     let mut changed = 0;
     for m in &mut set.items {
         if let Resource::DestinationRule(d) = &mut m.resource
@@ -609,10 +613,7 @@ fn route_without_subset(set: &mut ManifestSet, roles: &Roles) -> Result<(), Stri
 }
 
 fn add_destination_rule(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let aggregator = roles
-        .aggregator
-        .as_ref()
-        .ok_or("no aggregator role in the base install")?;
+    let aggregator = aggregator_role(roles)?;
     set.push(
         "mutation",
         Resource::DestinationRule(DestinationRule {
@@ -637,29 +638,35 @@ fn add_destination_rule(set: &mut ManifestSet, roles: &Roles) -> Result<(), Stri
 
 // ----- certificates -----
 
+/// The ValidatingWebhookConfiguration discovery found the webhook through.
+fn webhook_configuration_mut<'a>(
+    set: &'a mut ManifestSet,
+    webhook: &WebhookRole,
+) -> Option<&'a mut ValidatingWebhookConfiguration> {
+    set.items.iter_mut().find_map(|m| match &mut m.resource {
+        Resource::ValidatingWebhookConfiguration(c)
+            if c.metadata.name.as_deref() == Some(webhook.configuration.as_str()) =>
+        {
+            Some(c)
+        }
+        _ => None,
+    })
+}
+
 /// The webhook entry's caBundle, for replacing.
 fn ca_bundle_mut<'a>(
     set: &'a mut ManifestSet,
     roles: &Roles,
 ) -> Result<&'a mut Option<ByteString>, String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
-    set.items
-        .iter_mut()
-        .find_map(|m| match &mut m.resource {
-            Resource::ValidatingWebhookConfiguration(c)
-                if c.metadata.name.as_deref() == Some(webhook.configuration.as_str()) =>
-            {
-                c.webhooks.iter_mut().flatten().find(|w| {
-                    w.client_config
-                        .service
-                        .as_ref()
-                        .is_some_and(|s| s.name == webhook.service)
-                })
-            }
-            _ => None,
+    let webhook = webhook_role(roles)?;
+    webhook_configuration_mut(set, webhook)
+        .and_then(|c| {
+            c.webhooks.iter_mut().flatten().find(|w| {
+                w.client_config
+                    .service
+                    .as_ref()
+                    .is_some_and(|s| s.name == webhook.service)
+            })
         })
         .map(|w| &mut w.client_config.ca_bundle)
         .ok_or_else(|| {
@@ -692,10 +699,7 @@ fn ca_bundle_from_another_ca(set: &mut ManifestSet, roles: &Roles) -> Result<(),
 /// A new CA and a serving certificate for `svc` and `svc.ns` only, written to the
 /// Secret and the caBundle: the chain verifies, the name does not.
 fn serving_cert_without_service_san(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
+    let webhook = webhook_role(roles)?;
     let secret_name = webhook
         .tls_secret
         .clone()
@@ -728,22 +732,9 @@ fn set_vwc_annotation(
     key: &str,
     value: String,
 ) -> Result<(), String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
-    let config = set
-        .items
-        .iter_mut()
-        .find_map(|m| match &mut m.resource {
-            Resource::ValidatingWebhookConfiguration(c)
-                if c.metadata.name.as_deref() == Some(webhook.configuration.as_str()) =>
-            {
-                Some(c)
-            }
-            _ => None,
-        })
-        .ok_or("the webhook configuration is gone")?;
+    let webhook = webhook_role(roles)?;
+    let config =
+        webhook_configuration_mut(set, webhook).ok_or("the webhook configuration is gone")?;
     config
         .metadata
         .annotations
@@ -754,10 +745,7 @@ fn set_vwc_annotation(
 
 /// Adds a cert-manager Certificate for the webhook and the CA injection annotation.
 fn add_cert_manager_wiring(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
+    let webhook = webhook_role(roles)?;
     let name = format!("{}-certificate", webhook.service);
     set.push(
         "mutation",
@@ -780,7 +768,7 @@ fn add_cert_manager_wiring(set: &mut ManifestSet, roles: &Roles) -> Result<(), S
     set_vwc_annotation(
         set,
         roles,
-        crate::checks::statics::INJECT_CA_FROM,
+        INJECT_CA_FROM,
         format!("{}/{name}", webhook.namespace),
     )
 }
@@ -796,14 +784,11 @@ fn add_static_ca_bundle(set: &mut ManifestSet, roles: &Roles) -> Result<(), Stri
 }
 
 fn inject_from_another_certificate(set: &mut ManifestSet, roles: &Roles) -> Result<(), String> {
-    let webhook = roles
-        .webhook
-        .as_ref()
-        .ok_or("no webhook role in the base install")?;
+    let webhook = webhook_role(roles)?;
     set_vwc_annotation(
         set,
         roles,
-        crate::checks::statics::INJECT_CA_FROM,
+        INJECT_CA_FROM,
         format!("{}/some-other-certificate", webhook.namespace),
     )
 }

@@ -161,6 +161,7 @@ fn find_webhook_service(
     let configs: Vec<&ValidatingWebhookConfiguration> = set.webhook_configurations().collect();
     let config_name =
         |c: &ValidatingWebhookConfiguration| c.metadata.name.clone().unwrap_or_default();
+    let resolves = |r: &ServiceReference| service_named(set, &r.name, &r.namespace).is_some();
     let chosen = match &overrides.webhook_configuration {
         Some(wanted) => {
             let found = configs
@@ -191,18 +192,14 @@ fn find_webhook_service(
             // problem below says where its trail ended.
             several => several
                 .iter()
-                .find(|c| service_refs(c).any(|r| service_for_ref(set, r).is_some()))
+                .find(|c| service_refs(c).any(resolves))
                 .copied()
                 .unwrap_or(several[0]),
         },
     };
     let configuration = config_name(chosen);
     let refs: Vec<&ServiceReference> = service_refs(chosen).collect();
-    let Some(service) = refs
-        .iter()
-        .find(|r| service_for_ref(set, r).is_some())
-        .or(refs.first())
-    else {
+    let Some(service) = refs.iter().find(|r| resolves(r)).or(refs.first()) else {
         problems.push(format!(
             "webhook: ValidatingWebhookConfiguration {configuration} has no webhook with \
              clientConfig.service (a url webhook cannot be followed to a Service)"
@@ -242,13 +239,13 @@ fn service_refs(
 
 /// The Service a webhook reference names; a Service without a namespace (as `helm
 /// template` often renders them) is taken to be in the referenced namespace.
-fn service_for_ref<'a>(set: &'a ManifestSet, r: &ServiceReference) -> Option<&'a Service> {
+fn service_named<'a>(set: &'a ManifestSet, name: &str, namespace: &str) -> Option<&'a Service> {
     set.services().find(|s| {
-        s.metadata.name.as_deref() == Some(r.name.as_str())
+        s.metadata.name.as_deref() == Some(name)
             && s.metadata
                 .namespace
                 .as_deref()
-                .is_none_or(|ns| ns == r.namespace)
+                .is_none_or(|ns| ns == namespace)
     })
 }
 
@@ -261,15 +258,7 @@ fn follow_webhook(
         "webhook: ValidatingWebhookConfiguration {} points at Service {}",
         r.configuration, r.name
     );
-    let Some(service) = service_for_ref(
-        set,
-        &ServiceReference {
-            name: r.name.clone(),
-            namespace: r.namespace.clone(),
-            path: None,
-            port: None,
-        },
-    ) else {
+    let Some(service) = service_named(set, &r.name, &r.namespace) else {
         problems.push(format!("{trail}, which is not in the manifests"));
         return None;
     };

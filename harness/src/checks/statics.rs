@@ -14,6 +14,7 @@ pub use cert_chain::INJECT_CA_FROM;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{CheckId, CheckKind, ClusterContext, Evidence, Outcome};
 use crate::manifests::{ManifestSet, WorkloadRef};
@@ -33,6 +34,9 @@ pub const LOCAL_SUBSET: &str = "local-cluster";
 /// The label Istio applies to workload instances with their cluster ID (Istio
 /// resource label reference); not a label on pod objects.
 pub const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
+/// The pilot-agent endpoint (port 15020, `POST`) that makes a classic sidecar exit
+/// (Istio FAQ, Jobs).
+pub const PROXY_QUIT_PATH: &str = "/quitquitquit";
 
 /// Runs one static check on one cluster.
 pub fn check(check: CheckId, ctx: &ClusterContext<'_>) -> Outcome {
@@ -69,6 +73,8 @@ pub fn on_refusal(
     cluster: &Cluster,
     message: &str,
 ) -> Outcome {
+    // The refusal rules depend on the cluster alone; `scenario` stays in the signature
+    // that checks::run_static calls.
     let _ = scenario;
     if check == CheckId::AmbientExplicit && fence::refusal_required(cluster) {
         return Outcome::pass(format!("refused as required: {message}"));
@@ -150,6 +156,12 @@ fn missing_role(ctx: &ClusterContext<'_>, role: &str) -> Outcome {
         format!("a {role} found by following the agent's contract (DESIGN.md section 4)"),
         found,
     ))
+}
+
+/// An object's name for evidence; empty when the manifests leave it out, so the
+/// evidence still shows the kind and what else is known.
+fn object_name(meta: &ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
 }
 
 /// The pod template's annotations (empty when it has none).

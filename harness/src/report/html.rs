@@ -8,8 +8,9 @@
 use std::fmt::Write as _;
 
 use super::{
-    RunMeta, Totals, abbreviations, attribution_traffic, evidence_block, expected_vs_got,
-    flow_text, headline, matrix_columns, mermaid, status_symbol, verdict_marker,
+    RunMeta, Totals, abbreviations, attribution_traffic, evidence_block, evidence_label,
+    expected_vs_got, flow_text, headline, matrix_cell, matrix_columns, mermaid, meta_parts,
+    scenario_facts, shows_evidence, verdict_word,
 };
 use crate::checks::Status;
 use crate::runner::{CheckResult, RunResult, ScenarioResult, Verdict};
@@ -57,30 +58,12 @@ pub fn render(run: &RunResult, meta: &RunMeta) -> String {
 }
 
 fn meta_line(meta: &RunMeta) -> String {
-    let mut parts = vec![
-        format!("meshconform {}", escape(&meta.meshconform_version)),
-        format!("provider {}", escape(&meta.provider)),
-        format!("subject {}", escape(&meta.subject)),
-    ];
-    if let Some(helm) = &meta.helm_version {
-        parts.push(format!("helm {}", escape(helm)));
-    }
-    if let Some(istio) = &meta.istio_version {
-        parts.push(format!("Istio {}", escape(istio)));
-    }
-    parts.push(format!("started {}", escape(&meta.started_at_rfc3339())));
-    parts.join(" · ")
+    meta_parts(meta, escape).join(" · ")
 }
 
-/// Status symbol and verdict marker, as in the terminal matrix.
+/// Status symbol and verdict marker, as in the terminal matrix, without the padding.
 fn cell(check: &CheckResult) -> String {
-    format!(
-        "{}{}",
-        status_symbol(check.outcome.status),
-        verdict_marker(check.verdict)
-    )
-    .trim_end()
-    .to_string()
+    matrix_cell(check).trim_end().to_string()
 }
 
 /// A coloured `PASS` / `FAIL` label; text, not emoji, so it shows without emoji fonts.
@@ -171,13 +154,14 @@ fn render_problems(out: &mut String, run: &RunResult) {
     }
     out.push_str("<h2>Mismatches and warnings</h2>\n");
     for (scenario, check) in problems {
-        let (class, label) = match check.verdict {
-            Verdict::Warned => ("problem warned", "warning (recommended check)"),
-            _ => ("problem", "mismatch"),
+        let class = match check.verdict {
+            Verdict::Warned => "problem warned",
+            _ => "problem",
         };
         let _ = writeln!(
             out,
-            "<div class=\"{class}\"><h3>{label}: {} :: {}</h3>\n<p>{}</p>\n<p class=\"meta\">{}</p>\n<pre>{}</pre></div>",
+            "<div class=\"{class}\"><h3>{}: {} :: {}</h3>\n<p>{}</p>\n<p class=\"meta\">{}</p>\n<pre>{}</pre></div>",
+            evidence_label(check.verdict),
             escape(&scenario.scenario),
             escape(check.check.as_str()),
             escape(&expected_vs_got(check)),
@@ -200,44 +184,28 @@ fn render_scenario(out: &mut String, scenario: &ScenarioResult) {
     }
     let _ = writeln!(
         out,
-        "<p class=\"meta\">topology {} · Istio {} · subject {} · provider {} · {:.1}s</p>",
-        escape(&scenario.topology),
-        escape(&scenario.istio_modes),
-        escape(&scenario.subject),
-        escape(&scenario.provider),
-        scenario.duration.as_secs_f64()
+        "<p class=\"meta\">{}</p>",
+        scenario_facts(scenario, escape)
     );
     out.push_str("<table>\n<tr><th>Check</th><th>Expected</th><th>Observed</th><th>Verdict</th><th>Summary</th></tr>\n");
     for check in &scenario.checks {
-        let verdict = match check.verdict {
-            Verdict::Matched => "matched",
-            Verdict::Mismatched => "mismatch",
-            Verdict::Warned => "warning",
-        };
         let _ = writeln!(
             out,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"{}\">{verdict}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
             escape(check.check.as_str()),
             check.expected,
             check.outcome.status,
             cell_class(check),
+            verdict_word(check.verdict),
             escape(&check.outcome.summary)
         );
     }
     out.push_str("</table>\n");
-    for check in scenario
-        .checks
-        .iter()
-        .filter(|c| c.verdict != Verdict::Matched || c.outcome.status == Status::Fail)
-    {
-        let label = match check.verdict {
-            Verdict::Mismatched => "mismatch",
-            Verdict::Warned => "warning (recommended check)",
-            Verdict::Matched => "observed as expected",
-        };
+    for check in scenario.checks.iter().filter(|c| shows_evidence(c)) {
         let _ = writeln!(
             out,
-            "<details><summary>{label}: <code>{}</code>: {}</summary>\n<pre>{}</pre>\n</details>",
+            "<details><summary>{}: <code>{}</code>: {}</summary>\n<pre>{}</pre>\n</details>",
+            evidence_label(check.verdict),
             escape(check.check.as_str()),
             escape(&expected_vs_got(check)),
             escape(&evidence_block(&check.outcome.evidence))

@@ -8,10 +8,10 @@
 use std::fmt::Write as _;
 
 use super::{
-    RunMeta, Totals, abbreviations, attribution_traffic, evidence_block, expected_vs_got,
-    matrix_columns, mermaid, status_symbol,
+    RunMeta, Totals, abbreviations, attribution_traffic, evidence_block, evidence_label,
+    expected_vs_got, matrix_columns, mermaid, meta_parts, scenario_facts, shows_evidence,
+    status_symbol, verdict_word,
 };
-use crate::checks::Status;
 use crate::runner::{CheckResult, RunResult, ScenarioResult, Verdict};
 
 /// Renders the run as Markdown.
@@ -35,19 +35,16 @@ pub fn headline(totals: &Totals) -> String {
 }
 
 fn meta_line(meta: &RunMeta) -> String {
-    let mut parts = vec![
-        format!("meshconform {}", inline(&meta.meshconform_version)),
-        format!("provider {}", inline(&meta.provider)),
-        format!("subject {}", inline(&meta.subject)),
-    ];
-    if let Some(helm) = &meta.helm_version {
-        parts.push(format!("helm {}", inline(helm)));
+    format!("_{}_", meta_parts(meta, inline).join(" · "))
+}
+
+/// The mark GitHub renders for a verdict: ✓ matched, ❌ mismatch, ⚠️ warning.
+fn verdict_mark(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Matched => "✓",
+        Verdict::Mismatched => "❌",
+        Verdict::Warned => "⚠️",
     }
-    if let Some(istio) = &meta.istio_version {
-        parts.push(format!("Istio {}", inline(istio)));
-    }
-    parts.push(format!("started {}", meta.started_at_rfc3339()));
-    format!("_{}_", parts.join(" · "))
 }
 
 /// The cell symbol: status, then ❌ for a mismatch or ⚠️ for a warning.
@@ -55,8 +52,7 @@ fn cell(check: &CheckResult) -> String {
     let status = status_symbol(check.outcome.status);
     match check.verdict {
         Verdict::Matched => status.to_string(),
-        Verdict::Mismatched => format!("{status} ❌"),
-        Verdict::Warned => format!("{status} ⚠️"),
+        other => format!("{status} {}", verdict_mark(other)),
     }
 }
 
@@ -111,50 +107,32 @@ fn render_scenario(out: &mut String, scenario: &ScenarioResult) {
     if !scenario.description.is_empty() {
         let _ = writeln!(out, "{}\n", inline(&scenario.description));
     }
-    let _ = writeln!(
-        out,
-        "topology {} · Istio {} · subject {} · provider {} · {:.1}s\n",
-        inline(&scenario.topology),
-        inline(&scenario.istio_modes),
-        inline(&scenario.subject),
-        inline(&scenario.provider),
-        scenario.duration.as_secs_f64()
-    );
+    let _ = writeln!(out, "{}\n", scenario_facts(scenario, inline));
     let _ = writeln!(
         out,
         "| Check | Expected | Observed | Verdict | Summary |\n|---|---|---|---|---|"
     );
     for check in &scenario.checks {
-        let verdict = match check.verdict {
-            Verdict::Matched => "✓ matched",
-            Verdict::Mismatched => "❌ mismatch",
-            Verdict::Warned => "⚠️ warning",
-        };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {verdict} | {} |",
+            "| `{}` | {} | {} | {} {} | {} |",
             check.check,
             check.expected,
             check.outcome.status,
+            verdict_mark(check.verdict),
+            verdict_word(check.verdict),
             inline(&check.outcome.summary)
         );
     }
     out.push('\n');
-    // Mismatches, warnings, and failures a negative control observed: each with its
-    // evidence, folded so the page stays short.
-    for check in scenario
-        .checks
-        .iter()
-        .filter(|c| c.verdict != Verdict::Matched || c.outcome.status == Status::Fail)
-    {
-        let label = match check.verdict {
-            Verdict::Mismatched => "❌ mismatch",
-            Verdict::Warned => "⚠️ warning (recommended check)",
-            Verdict::Matched => "✓ observed as expected",
-        };
+    // Mismatches, warnings and observed negative-control failures (`shows_evidence`),
+    // each with its evidence, folded so the page stays short.
+    for check in scenario.checks.iter().filter(|c| shows_evidence(c)) {
         let _ = writeln!(
             out,
-            "<details><summary>{label}: <code>{}</code>: {}</summary>\n",
+            "<details><summary>{} {}: <code>{}</code>: {}</summary>\n",
+            verdict_mark(check.verdict),
+            evidence_label(check.verdict),
             check.check,
             inline(&expected_vs_got(check))
         );

@@ -190,6 +190,73 @@ pub fn verdict_marker(verdict: Verdict) -> char {
     }
 }
 
+/// A verdict as the results tables of the Markdown and HTML reports name it.
+fn verdict_word(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Matched => "matched",
+        Verdict::Mismatched => "mismatch",
+        Verdict::Warned => "warning",
+    }
+}
+
+/// The heading of a check's evidence block in the Markdown and HTML reports.
+fn evidence_label(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Mismatched => "mismatch",
+        Verdict::Warned => "warning (recommended check)",
+        Verdict::Matched => "observed as expected",
+    }
+}
+
+/// Whether a check's evidence is shown in full: every mismatch and warning, and the
+/// failures a negative control observed, because that evidence is what the control
+/// is for.
+fn shows_evidence(check: &CheckResult) -> bool {
+    check.verdict != Verdict::Matched || check.outcome.status == Status::Fail
+}
+
+/// The run's header facts (`meshconform 0.1.0`, `provider twin`, ..., `started ...`),
+/// each value passed through `escape` for the page it goes on; versions that are not
+/// known are left out.
+fn meta_parts(meta: &RunMeta, escape: impl Fn(&str) -> String) -> Vec<String> {
+    let mut parts = vec![
+        format!("meshconform {}", escape(&meta.meshconform_version)),
+        format!("provider {}", escape(&meta.provider)),
+        format!("subject {}", escape(&meta.subject)),
+    ];
+    if let Some(helm) = &meta.helm_version {
+        parts.push(format!("helm {}", escape(helm)));
+    }
+    if let Some(istio) = &meta.istio_version {
+        parts.push(format!("Istio {}", escape(istio)));
+    }
+    parts.push(format!("started {}", escape(&meta.started_at_rfc3339())));
+    parts
+}
+
+/// `topology single · Istio sidecar · subject reference · provider twin · 0.3s`: a
+/// scenario's header facts, each value passed through `escape` for the page it goes on.
+fn scenario_facts(scenario: &ScenarioResult, escape: impl Fn(&str) -> String) -> String {
+    format!(
+        "topology {} · Istio {} · subject {} · provider {} · {:.1}s",
+        escape(&scenario.topology),
+        escape(&scenario.istio_modes),
+        escape(&scenario.subject),
+        escape(&scenario.provider),
+        scenario.duration.as_secs_f64()
+    )
+}
+
+/// A matrix cell: the outcome's status symbol, then the verdict marker (a space when
+/// matched, so terminal columns line up).
+fn matrix_cell(check: &CheckResult) -> String {
+    format!(
+        "{}{}",
+        status_symbol(check.outcome.status),
+        verdict_marker(check.verdict)
+    )
+}
+
 /// `1 warning`, `2 warnings`.
 pub fn count(n: usize, singular: &str, plural: &str) -> String {
     format!("{n} {}", if n == 1 { singular } else { plural })

@@ -11,8 +11,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{
-    Totals, abbreviations, evidence_text, expected_vs_got, matrix_columns, severity_and_kind,
-    status_symbol, verdict_marker,
+    Totals, abbreviations, count, evidence_text, expected_vs_got, matrix_cell, matrix_columns,
+    severity_and_kind,
 };
 use crate::checks::Status;
 use crate::runner::{CheckResult, RunResult, ScenarioResult, Verdict};
@@ -66,16 +66,6 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
-/// The symbol of a cell: the outcome's status, then a marker for a mismatch (`!`) or a
-/// warning (`~`).
-fn cell(check: &CheckResult) -> String {
-    format!(
-        "{}{}",
-        status_symbol(check.outcome.status),
-        verdict_marker(check.verdict)
-    )
-}
-
 fn cell_paint(check: &CheckResult) -> Paint {
     match check.verdict {
         Verdict::Mismatched => Paint::Red,
@@ -98,8 +88,7 @@ fn scenario_result_text(scenario: &ScenarioResult) -> (String, Paint) {
         .count();
     let warn_text = match warnings {
         0 => String::new(),
-        1 => ", 1 warning".to_string(),
-        n => format!(", {n} warnings"),
+        n => format!(", {}", count(n, "warning", "warnings")),
     };
     if mismatches > 0 {
         (
@@ -169,7 +158,7 @@ fn render_matrix(out: &mut String, run: &RunResult, color: bool) {
         for ((id, _), width) in columns.iter().zip(&widths) {
             let text = match scenario.checks.iter().find(|c| c.check == *id) {
                 Some(check) => paint(
-                    &format!("{:<width$}", cell(check)),
+                    &format!("{:<width$}", matrix_cell(check)),
                     cell_paint(check),
                     color,
                 ),

@@ -139,7 +139,7 @@ impl WebhookTarget {
             .webhook
             .as_ref()
             .and_then(|w| w.tls_secret.clone())
-            .or_else(|| mounted_secret(set, &service))
+            .or_else(|| tls_secret_of_service_pods(set, &service))
             .unwrap_or_else(|| names::webhook_tls_secret(release));
         Some(Self {
             configuration,
@@ -152,16 +152,17 @@ impl WebhookTarget {
 }
 
 /// The Secret volume of the pods a Service selects (the one named like a TLS Secret
-/// when there are several).
-fn mounted_secret(set: &ManifestSet, service: &str) -> Option<String> {
+/// when there are several): the fallback when role discovery found no webhook
+/// container to read the mount from.
+fn tls_secret_of_service_pods(set: &ManifestSet, service: &str) -> Option<String> {
     let selector = set.service(service)?.spec.as_ref()?.selector.clone()?;
     if selector.is_empty() {
         return None;
     }
-    let (_, template) = set.pod_templates().into_iter().find(|(_, t)| {
-        let labels = t.metadata.as_ref().and_then(|m| m.labels.as_ref());
-        labels.is_some_and(|l| selector.iter().all(|(k, v)| l.get(k) == Some(v)))
-    })?;
+    let (_, template) = set
+        .pod_templates()
+        .into_iter()
+        .find(|(_, t)| roles::labels_match(&selector, roles::template_labels(t)))?;
     let secrets: Vec<String> = template
         .spec
         .as_ref()?
@@ -192,16 +193,7 @@ fn play_init_cert(
         return Ok(None);
     }
     let pki = WebhookPki::generate(&target.service, &target.namespace, Validity::default())?;
-    let created = write_tls(
-        set,
-        &target.secret,
-        &target.namespace,
-        &[
-            ("ca.crt", pki.ca_pem()),
-            ("tls.crt", pki.cert_pem()),
-            ("tls.key", pki.key_pem()),
-        ],
-    );
+    let created = write_pki(set, &target.secret, &target.namespace, &pki);
     set_ca_bundle(set, target, pki.ca_pem());
     let summary = certs::summarize(pki.cert_der());
     notes.push(format!(
@@ -269,16 +261,7 @@ fn cert_faults(
 /// The webhook's certificate moves to a new CA; the caBundle keeps the old one.
 fn rotate_ca(set: &mut ManifestSet, target: &WebhookTarget) -> Result<String, Error> {
     let pki = WebhookPki::generate(&target.service, &target.namespace, Validity::default())?;
-    write_tls(
-        set,
-        &target.secret,
-        &target.namespace,
-        &[
-            ("ca.crt", pki.ca_pem()),
-            ("tls.crt", pki.cert_pem()),
-            ("tls.key", pki.key_pem()),
-        ],
-    );
+    write_pki(set, &target.secret, &target.namespace, &pki);
     Ok(format!(
         "Secret {}/{} now holds a certificate from a new CA `{}`; the caBundle of {} still \
          holds the old CA",
@@ -315,16 +298,7 @@ fn expire_cert(
     // nowhere), so a new CA signs the expired certificate and replaces the caBundle:
     // the chain still verifies, only the validity fails.
     let pki = WebhookPki::generate(&target.service, &target.namespace, expired)?;
-    write_tls(
-        set,
-        &target.secret,
-        &target.namespace,
-        &[
-            ("ca.crt", pki.ca_pem()),
-            ("tls.crt", pki.cert_pem()),
-            ("tls.key", pki.key_pem()),
-        ],
-    );
+    write_pki(set, &target.secret, &target.namespace, &pki);
     set_ca_bundle(set, target, pki.ca_pem());
     Ok(format!(
         "Secret {}/{} and the caBundle of {} now hold a new CA and a certificate it signed \
@@ -369,16 +343,7 @@ pub fn play_cert_manager(
             continue;
         }
         let pki = WebhookPki::for_dns_names(CERT_MANAGER_CA_NAME, &dns_names, Validity::default())?;
-        let created = write_tls(
-            set,
-            &secret,
-            &ns,
-            &[
-                ("ca.crt", pki.ca_pem()),
-                ("tls.crt", pki.cert_pem()),
-                ("tls.key", pki.key_pem()),
-            ],
-        );
+        let created = write_pki(set, &secret, &ns, &pki);
         notes.push(format!(
             "cert-manager (played by the harness): issued Certificate {ns}/{name} for {} into \
              Secret {ns}/{secret} ({})",
@@ -432,14 +397,20 @@ fn injection_source(vwc: &ValidatingWebhookConfiguration) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn same_namespace(meta: &ObjectMeta, namespace: &str) -> bool {
-    meta.namespace.as_deref().is_none_or(|ns| ns == namespace)
+/// True when `secret` is the Secret `name` in `namespace`; a Secret without a
+/// namespace is in the release namespace, as `helm template` output leaves it.
+fn is_secret(secret: &Secret, name: &str, namespace: &str) -> bool {
+    secret.metadata.name.as_deref() == Some(name)
+        && secret
+            .metadata
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| ns == namespace)
 }
 
+/// The Secret `name` in `namespace`, if the set has it.
 fn secret_in<'a>(set: &'a ManifestSet, name: &str, namespace: &str) -> Option<&'a Secret> {
-    set.secrets().find(|s| {
-        s.metadata.name.as_deref() == Some(name) && same_namespace(&s.metadata, namespace)
-    })
+    set.secrets().find(|s| is_secret(s, name, namespace))
 }
 
 /// A Secret key's value, whether it is in `data` or `stringData`.
@@ -454,16 +425,26 @@ fn secret_value<'a>(secret: &'a Secret, key: &str) -> &'a [u8] {
         .unwrap_or_default()
 }
 
+/// Writes a PKI's `ca.crt`, `tls.crt` and `tls.key` into a TLS Secret, creating it
+/// when it does not exist; returns true when it was created.
+fn write_pki(set: &mut ManifestSet, name: &str, namespace: &str, pki: &WebhookPki) -> bool {
+    write_tls(
+        set,
+        name,
+        namespace,
+        &[
+            ("ca.crt", pki.ca_pem()),
+            ("tls.crt", pki.cert_pem()),
+            ("tls.key", pki.key_pem()),
+        ],
+    )
+}
+
 /// Writes PEM values into a TLS Secret, creating it when it does not exist; returns
 /// true when it was created.
 fn write_tls(set: &mut ManifestSet, name: &str, namespace: &str, values: &[(&str, &str)]) -> bool {
     let existing = set.items.iter_mut().find_map(|m| match &mut m.resource {
-        Resource::Secret(s)
-            if s.metadata.name.as_deref() == Some(name)
-                && same_namespace(&s.metadata, namespace) =>
-        {
-            Some(s)
-        }
+        Resource::Secret(s) if is_secret(s, name, namespace) => Some(s),
         _ => None,
     });
     let created = existing.is_none();
@@ -504,6 +485,8 @@ fn write_tls(set: &mut ManifestSet, name: &str, namespace: &str, values: &[(&str
     created
 }
 
+/// The caBundle of the target's webhook entry (empty when unset), or None when the
+/// configuration or the entry is gone.
 fn ca_bundle<'a>(set: &'a ManifestSet, target: &WebhookTarget) -> Option<&'a [u8]> {
     let vwc = set
         .webhook_configurations()

@@ -34,10 +34,6 @@ use crate::scenario::{Cluster, IstioMode, Scenario, SidecarKind};
 /// The `source` of every object the reference install generates.
 pub const SOURCE: &str = "reference-install";
 
-/// Path of the Envoy agent endpoint that makes a classic sidecar exit (pilot-agent
-/// listens on 15020; `POST /quitquitquit`).
-pub const PROXY_QUIT_PATH: &str = "/quitquitquit";
-
 /// The full quit call a classic-sidecar Job makes when its work is done.
 pub const PROXY_QUIT_COMMAND: &str = "curl -fsS -X POST http://localhost:15020/quitquitquit";
 
@@ -51,25 +47,19 @@ pub const WEBHOOK_URL_ENV: &str = "WEBHOOK_URL";
 /// reads the manifests, and kind runs the real chart).
 pub const IMAGE: &str = "ghcr.io/cloudzero/cloudzero-agent/cloudzero-agent:reference";
 
-/// The DestinationRule subset that holds this cluster's aggregator endpoints.
-pub const LOCAL_SUBSET: &str = "local-cluster";
-
-/// The label Istio applies to workload instances with their cluster ID (Istio
-/// resource label reference: `topology.istio.io/cluster`).
-pub const CLUSTER_LABEL: &str = "topology.istio.io/cluster";
+// The fencing's subset name, Istio's cluster label and the sidecar's quit endpoint: one
+// definition, shared with the checks that hold the install to them.
+pub use crate::checks::statics::{CLUSTER_LABEL, LOCAL_SUBSET, PROXY_QUIT_PATH};
 
 /// Annotation and label keys the reference install writes.
 pub mod keys {
-    /// Sidecar inbound ports that bypass Envoy (Istio annotation reference).
-    pub const EXCLUDE_INBOUND: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
-    /// Sidecar outbound ports that bypass Envoy (Istio annotation reference).
-    pub const EXCLUDE_OUTBOUND: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
+    // Keys the static checks read too: one definition, shared with them.
+    pub use crate::checks::statics::{EXCLUDE_INBOUND, EXCLUDE_OUTBOUND, INJECT_CA_FROM};
+
     /// Per-pod proxy config (Istio annotation reference: `proxy.istio.io/config`).
     pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
     /// Set by the Istio CNI on pods enrolled in ambient mode.
     pub const AMBIENT_REDIRECTION: &str = "ambient.istio.io/redirection";
-    /// cert-manager's cainjector reads it on webhook configurations.
-    pub const INJECT_CA_FROM: &str = "cert-manager.io/inject-ca-from";
     /// `app.kubernetes.io/name`.
     pub const APP_NAME: &str = "app.kubernetes.io/name";
     /// `app.kubernetes.io/instance`: the release.
@@ -153,8 +143,9 @@ pub mod names {
     }
 }
 
-/// Container and Service ports of the reference install.
+/// The port the aggregator container listens on (the contract's 8080).
 const AGGREGATOR_CONTAINER_PORT: u16 = 8080;
+/// The aggregator Service port senders dial (the contract's 80).
 const AGGREGATOR_SERVICE_PORT: u16 = 80;
 /// Where the webhook TLS Secret is mounted.
 const TLS_MOUNT: &str = "/etc/cz-tls";

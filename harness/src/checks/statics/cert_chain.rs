@@ -8,7 +8,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingWebhook, ValidatingWebhookConfiguration,
 };
 
-use super::{ClusterContext, Outcome, all_hold, missing_role};
+use super::{ClusterContext, Outcome, all_hold, missing_role, object_name};
 use crate::certs::{summarize_pem, verify_server_cert};
 use crate::checks::Evidence;
 use crate::manifests::{Certificate, ManifestSet};
@@ -205,10 +205,7 @@ fn cert_manager_artifacts(
         .into_iter()
         .map(|cert| {
             ctx.evidence(
-                format!(
-                    "Certificate/{}",
-                    cert.metadata.name.clone().unwrap_or_default()
-                ),
+                format!("Certificate/{}", object_name(&cert.metadata)),
                 "init-cert mode: no cert-manager Certificate for the webhook (never both)",
                 format!(
                     "a Certificate for {:?} writing Secret {}",
@@ -246,13 +243,7 @@ fn cert_manager(
         None => {
             let seen: Vec<String> = set
                 .certificates()
-                .map(|c| {
-                    format!(
-                        "{} {:?}",
-                        c.metadata.name.clone().unwrap_or_default(),
-                        c.spec.dns_names
-                    )
-                })
+                .map(|c| format!("{} {:?}", object_name(&c.metadata), c.spec.dns_names))
                 .collect();
             failures.push(
                 ctx.evidence(
@@ -273,7 +264,7 @@ fn cert_manager(
             );
         }
         Some(cert) => {
-            let name = cert.metadata.name.clone().unwrap_or_default();
+            let name = object_name(&cert.metadata);
             if webhook.tls_secret.as_deref() != Some(cert.spec.secret_name.as_str()) {
                 failures.push(ctx.evidence(
                     format!("Certificate/{name}"),
@@ -317,7 +308,7 @@ fn cert_manager(
         ));
     }
     let certificate_name = certificate
-        .and_then(|c| c.metadata.name.clone())
+        .map(|c| object_name(&c.metadata))
         .unwrap_or_default();
     all_hold(
         failures,

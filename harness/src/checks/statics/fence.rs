@@ -4,7 +4,8 @@
 //! to it, and the ambient rule that the ID is never a fallback.
 
 use super::{
-    CLUSTER_LABEL, ClusterContext, LOCAL_SUBSET, Outcome, missing_role, skip_unless_active,
+    CLUSTER_LABEL, ClusterContext, LOCAL_SUBSET, Outcome, missing_role, object_name,
+    skip_unless_active,
 };
 use crate::manifests::{DestinationRule, HttpRoute, ManifestSet, Subset, VirtualService};
 use crate::roles::AggregatorRole;
@@ -35,10 +36,6 @@ fn local_subset<'a>(set: &'a ManifestSet, host: &str) -> Option<(&'a Destination
     })
 }
 
-fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
-    meta.name.clone().unwrap_or_default()
-}
-
 /// What DestinationRules and VirtualServices the set has, for evidence.
 fn fencing_seen(set: &ManifestSet) -> String {
     let rules: Vec<String> = set
@@ -46,7 +43,7 @@ fn fencing_seen(set: &ManifestSet) -> String {
         .map(|d| {
             format!(
                 "DestinationRule/{} host {}",
-                name_of(&d.metadata),
+                object_name(&d.metadata),
                 d.spec.host
             )
         })
@@ -56,7 +53,7 @@ fn fencing_seen(set: &ManifestSet) -> String {
         .map(|v| {
             format!(
                 "VirtualService/{} hosts [{}]",
-                name_of(&v.metadata),
+                object_name(&v.metadata),
                 v.spec.hosts.join(", ")
             )
         })
@@ -80,6 +77,26 @@ fn active_aggregator<'a>(ctx: &'a ClusterContext<'_>) -> Result<&'a AggregatorRo
         .ok_or_else(|| missing_role(ctx, "aggregator"))
 }
 
+/// The evidence subject for the aggregator's fencing as a whole.
+fn fencing_subject(aggregator: &AggregatorRole) -> String {
+    format!("fencing of Service/{}", aggregator.service)
+}
+
+/// A failure because the fencing object `wanted` describes is not there; the evidence
+/// lists the fencing objects that are.
+fn fencing_missing(
+    ctx: &ClusterContext<'_>,
+    aggregator: &AggregatorRole,
+    summary: String,
+    wanted: String,
+) -> Outcome {
+    Outcome::fail(summary).with(ctx.evidence(
+        fencing_subject(aggregator),
+        wanted,
+        fencing_seen(ctx.manifests()),
+    ))
+}
+
 /// FENCE-PRESENT: a DestinationRule and a VirtualService name the aggregator's FQDN.
 pub(super) fn present(ctx: &ClusterContext<'_>) -> Outcome {
     let aggregator = match active_aggregator(ctx) {
@@ -90,6 +107,13 @@ pub(super) fn present(ctx: &ClusterContext<'_>) -> Outcome {
     let host = aggregator.fqdn();
     let rules = destination_rules_for(set, &host);
     let services = virtual_services_for(set, &host);
+    if let (Some(rule), Some(service)) = (rules.first(), services.first()) {
+        return Outcome::pass(format!(
+            "DestinationRule/{} and VirtualService/{} for {host}",
+            object_name(&rule.metadata),
+            object_name(&service.metadata)
+        ));
+    }
     let mut missing = Vec::new();
     if rules.is_empty() {
         missing.push("DestinationRule");
@@ -97,18 +121,12 @@ pub(super) fn present(ctx: &ClusterContext<'_>) -> Outcome {
     if services.is_empty() {
         missing.push("VirtualService");
     }
-    if missing.is_empty() {
-        return Outcome::pass(format!(
-            "DestinationRule/{} and VirtualService/{} for {host}",
-            name_of(&rules[0].metadata),
-            name_of(&services[0].metadata)
-        ));
-    }
-    Outcome::fail(format!("no {} for {host}", missing.join(" and no "))).with(ctx.evidence(
-        format!("fencing of Service/{}", aggregator.service),
+    fencing_missing(
+        ctx,
+        aggregator,
+        format!("no {} for {host}", missing.join(" and no ")),
         format!("a DestinationRule with host {host} and a VirtualService whose hosts include it"),
-        fencing_seen(set),
-    ))
+    )
 }
 
 /// FENCE-SUBSET: subset `local-cluster` selects on exactly `topology.istio.io/cluster`.
@@ -121,13 +139,14 @@ pub(super) fn subset(ctx: &ClusterContext<'_>) -> Outcome {
     let host = aggregator.fqdn();
     let rules = destination_rules_for(set, &host);
     let Some(rule) = rules.first() else {
-        return Outcome::fail(format!("no DestinationRule for {host}")).with(ctx.evidence(
-            format!("fencing of Service/{}", aggregator.service),
+        return fencing_missing(
+            ctx,
+            aggregator,
+            format!("no DestinationRule for {host}"),
             format!("a DestinationRule with host {host}"),
-            fencing_seen(set),
-        ));
+        );
     };
-    let subject = format!("DestinationRule/{}", name_of(&rule.metadata));
+    let subject = format!("DestinationRule/{}", object_name(&rule.metadata));
     let Some((rule, subset)) = local_subset(set, &host) else {
         let names: Vec<&str> = rule.spec.subsets.iter().map(|s| s.name.as_str()).collect();
         return Outcome::fail(format!("{subject} has no subset {LOCAL_SUBSET}")).with(
@@ -140,7 +159,7 @@ pub(super) fn subset(ctx: &ClusterContext<'_>) -> Outcome {
     };
     let subject = format!(
         "DestinationRule/{} subset {LOCAL_SUBSET}",
-        name_of(&rule.metadata)
+        object_name(&rule.metadata)
     );
     let keys: Vec<&str> = subset.labels.keys().map(String::as_str).collect();
     if keys == [CLUSTER_LABEL] {
@@ -168,13 +187,14 @@ pub(super) fn route(ctx: &ClusterContext<'_>) -> Outcome {
     let host = aggregator.fqdn();
     let services = virtual_services_for(set, &host);
     let Some(service) = services.first() else {
-        return Outcome::fail(format!("no VirtualService for {host}")).with(ctx.evidence(
-            format!("fencing of Service/{}", aggregator.service),
+        return fencing_missing(
+            ctx,
+            aggregator,
+            format!("no VirtualService for {host}"),
             format!("a VirtualService whose hosts include {host}"),
-            fencing_seen(set),
-        ));
+        );
     };
-    let subject = format!("VirtualService/{}", name_of(&service.metadata));
+    let subject = format!("VirtualService/{}", object_name(&service.metadata));
     let expected = format!("every http route: 100% to host {host} subset {LOCAL_SUBSET}");
     if service.spec.http.is_empty() {
         return Outcome::fail(format!("{subject} has no http route")).with(ctx.evidence(
@@ -250,12 +270,12 @@ pub(super) fn cluster_id(ctx: &ClusterContext<'_>) -> Outcome {
     let mut failures = Vec::new();
     match local_subset(set, &host) {
         None => failures.push(ctx.evidence(
-            format!("fencing of Service/{}", aggregator.service),
+            fencing_subject(aggregator),
             format!("subset {LOCAL_SUBSET} of a DestinationRule for {host} selecting {CLUSTER_LABEL}: {effective}"),
             format!("no such subset ({})", fencing_seen(set)),
         )),
         Some((rule, subset)) => {
-            let subject = format!("DestinationRule/{} subset {LOCAL_SUBSET}", name_of(&rule.metadata));
+            let subject = format!("DestinationRule/{} subset {LOCAL_SUBSET}", object_name(&rule.metadata));
             match subset.labels.get(CLUSTER_LABEL) {
                 None => failures.push(ctx.evidence(
                     subject,

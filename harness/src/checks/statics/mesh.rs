@@ -2,8 +2,8 @@
 //! Jobs under classic sidecars, and where the validator runs relative to the proxy.
 
 use super::{
-    ClusterContext, Outcome, SIDECAR_INJECT, all_hold, annotations, enabled_text, missing_role,
-    skip_unless_active, template_of,
+    ClusterContext, Outcome, PROXY_QUIT_PATH, SIDECAR_INJECT, all_hold, annotations, enabled_text,
+    missing_role, skip_unless_active, template_of,
 };
 use crate::scenario::IstioMode;
 
@@ -14,9 +14,6 @@ const ISTIO_ANNOTATION_PREFIXES: [&str; 3] = [
     "sidecar.istio.io/",
     "proxy.istio.io/",
 ];
-
-/// The pilot-agent endpoint that makes a classic sidecar exit (Istio FAQ, Jobs).
-const QUIT_ENDPOINT: &str = "/quitquitquit";
 
 /// DETECT: Istio on renders something Istio; Istio off renders nothing Istio at all.
 pub(super) fn detect(ctx: &ClusterContext<'_>) -> Outcome {
@@ -95,15 +92,15 @@ pub(super) fn sidecar_job_exit(ctx: &ClusterContext<'_>) -> Outcome {
                 .iter()
                 .chain(spec.init_containers.iter().flatten())
                 .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()))
-                .any(|s| s.contains(QUIT_ENDPOINT))
+                .any(|s| s.contains(PROXY_QUIT_PATH))
         });
         match (opted_out, quits) {
             (true, _) => ways.push(format!("{workload} opts out of injection")),
-            (_, true) => ways.push(format!("{workload} calls {QUIT_ENDPOINT}")),
+            (_, true) => ways.push(format!("{workload} calls {PROXY_QUIT_PATH}")),
             _ => failures.push(ctx.evidence(
                 workload.to_string(),
                 format!(
-                    "{SIDECAR_INJECT}: \"false\", or a container command calling {QUIT_ENDPOINT}"
+                    "{SIDECAR_INJECT}: \"false\", or a container command calling {PROXY_QUIT_PATH}"
                 ),
                 "injected, and nothing tells the proxy to quit",
             )),

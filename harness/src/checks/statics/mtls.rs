@@ -5,7 +5,7 @@
 
 use super::{
     ClusterContext, EXCLUDE_INBOUND, EXCLUDE_OUTBOUND, Outcome, all_hold, annotation_lists_port,
-    missing_role, skip_unless_active, template_of,
+    missing_role, object_name, skip_unless_active, template_of,
 };
 use crate::manifests::{ManifestSet, PeerAuthentication};
 use crate::roles::{WebhookRole, labels_match, template_labels};
@@ -170,7 +170,7 @@ fn port_opened(set: &ManifestSet, webhook: &WebhookRole) -> Result<String, Strin
     let opens = |mode: &str| matches!(mode, "PERMISSIVE" | "DISABLE");
     let mut seen = Vec::new();
     for pa in set.peer_authentications() {
-        let name = pa.metadata.name.clone().unwrap_or_default();
+        let name = object_name(&pa.metadata);
         let selector = pa.spec.selector.as_ref().map(|s| &s.match_labels);
         if let Some(labels) = selector
             && !labels_match(labels, pod_labels)
