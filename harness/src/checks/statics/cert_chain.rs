@@ -85,21 +85,22 @@ fn webhook_certificates<'a>(set: &'a ManifestSet, webhook: &WebhookRole) -> Vec<
 /// `tls.crt` of a Secret, from `data` or `stringData`.
 fn secret_cert(set: &ManifestSet, name: &str) -> Option<String> {
     let secret = set.secret(name)?;
-    let from_data = secret
-        .data
+    // The API server merges stringData over data, so stringData wins when both are set.
+    let from_string = secret
+        .string_data
         .as_ref()
         .and_then(|d| d.get("tls.crt"))
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
-    let from_string = || {
+        .cloned();
+    let from_data = || {
         secret
-            .string_data
+            .data
             .as_ref()
             .and_then(|d| d.get("tls.crt"))
-            .cloned()
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
     };
-    from_data
-        .or_else(from_string)
+    from_string
         .filter(|c| !c.trim().is_empty())
+        .or_else(|| from_data().filter(|c| !c.trim().is_empty()))
 }
 
 fn init_cert(
