@@ -18,13 +18,20 @@
 //! - [`report`]: JUnit, JSON, Markdown and the terminal summary.
 #![deny(missing_docs)]
 
+pub mod certs;
 pub mod checks;
+pub mod cli;
 pub mod error;
+pub mod live;
 pub mod manifests;
+pub mod mutations;
 pub mod provider;
+pub mod report;
 pub mod roles;
 pub mod runner;
 pub mod scenario;
 pub mod subject;
+pub mod tools;
+pub mod twin;
 
 pub use error::{Error, InputError, Result};
