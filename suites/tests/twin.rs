@@ -640,3 +640,37 @@ fn many_meshes_run_side_by_side() {
         assert_eq!(h.join().unwrap(), Status::Pass);
     }
 }
+
+/// The agent's contract lists only `svc.ns.svc` in the cert-manager Certificate, but the
+/// backfill dials `svc.ns.svc.cluster.local`: the backfill's own hostname check fails.
+/// The API server, which verifies `svc.ns.svc`, is not affected.
+#[test]
+fn a_cert_manager_certificate_without_the_fqdn_fails_the_backfill_only() {
+    let s = scenario(
+        "cert-manager-short-sans",
+        "certificates: cert-manager\nclusters:\n  - name: alpha\n    istio:\n      mode: sidecar\n      mtls: strict\n    values:\n      clusterName: alpha\n",
+    );
+    let mut r = render(&s);
+    assert_eq!(run(CheckId::BackfillReach, &s, &r).status, Status::Pass);
+    let set = installed(&mut r, "alpha");
+    let mut trimmed = 0;
+    for item in &mut set.manifests.items {
+        if let Resource::Certificate(c) = &mut item.resource {
+            let before = c.spec.dns_names.len();
+            c.spec
+                .dns_names
+                .retain(|n| !n.ends_with(".svc.cluster.local"));
+            trimmed += before - c.spec.dns_names.len();
+        }
+    }
+    assert_eq!(trimmed, 1, "the reference Certificate names the FQDN once");
+    rediscover(set);
+    let backfill = run(CheckId::BackfillReach, &s, &r);
+    assert_eq!(backfill.status, Status::Fail);
+    assert!(
+        evidence_text(&backfill).contains("not valid for name"),
+        "{}",
+        evidence_text(&backfill)
+    );
+    assert_eq!(run(CheckId::WebhookReach, &s, &r).status, Status::Pass);
+}

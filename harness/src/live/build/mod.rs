@@ -2,6 +2,7 @@
 
 mod agent;
 mod clusters;
+mod faults;
 mod mesh;
 
 pub use clusters::{KIND_CONFIGS, kind_config_for};
@@ -36,6 +37,9 @@ pub fn plan(
     steps.extend(agent::steps(
         scenario, rendered, &clusters, options, existing,
     ));
+    steps.extend(faults::steps(
+        scenario, rendered, &clusters, provider, options,
+    )?);
     if existing {
         for step in &mut steps {
             mesh::guard_for_existing(step);
