@@ -54,7 +54,11 @@ pub enum Command {
     /// Print the exact steps a live provider would run for a scenario, without running them.
     Plan(PlanArgs),
     /// Check the tools and host limits the live providers need.
-    Doctor,
+    Doctor {
+        /// The live provider to check for.
+        #[arg(long, value_enum, default_value_t = ProviderKind::Kind)]
+        provider: ProviderKind,
+    },
     /// Print the scenarios as a CI matrix.
     Matrix {
         /// Output format.
@@ -183,12 +187,15 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
             Ok(EXIT_OK)
         }
         Command::Plan(args) => plan(&args),
-        Command::Doctor => {
-            let report = crate::live::doctor::run(
-                Some(&crate::live::ProviderKind::Kind),
-                &crate::live::command::SystemRunner::default(),
-                &crate::live::doctor::DoctorEnv::default(),
-            );
+        Command::Doctor { provider } => {
+            let live = match provider {
+                ProviderKind::Kind => Some(crate::live::ProviderKind::Kind),
+                ProviderKind::Existing => Some(crate::live::ProviderKind::Existing(
+                    crate::live::ContextMap::default(),
+                )),
+                ProviderKind::Twin | ProviderKind::None => None,
+            };
+            let report = crate::live::doctor::check_this_host(live.as_ref());
             print!("{}", report.to_text());
             Ok(report.exit_code())
         }
@@ -269,7 +276,11 @@ fn live_options(args: &RunArgs, subject: &Subject) -> LiveOptions {
     }
 }
 
-fn provider_of(args: &RunArgs, subject: &Subject) -> Result<ChosenProvider, Error> {
+fn provider_of(
+    args: &RunArgs,
+    subject: &Subject,
+    scenarios: &[Scenario],
+) -> Result<ChosenProvider, Error> {
     Ok(match args.provider {
         ProviderKind::Twin => {
             let cancel = crate::twin::Cancel::new();
@@ -281,6 +292,9 @@ fn provider_of(args: &RunArgs, subject: &Subject) -> Result<ChosenProvider, Erro
         }
         ProviderKind::Kind => {
             let kind = crate::live::kind::KindProvider::new(live_options(args, subject));
+            // Without Docker (or kind, kubectl, helm, istioctl) stop before anything
+            // is created, with doctor's message.
+            kind.preflight_run(scenarios)?;
             let token = kind.cancel_token();
             ChosenProvider {
                 provider: Some(Box::new(kind)),
@@ -307,7 +321,7 @@ fn provider_of(args: &RunArgs, subject: &Subject) -> Result<ChosenProvider, Erro
 fn run(args: &RunArgs) -> Result<i32, Error> {
     let scenarios = select(&args.dir.scenarios, &args.scenario)?;
     let subject = subject_of(args)?;
-    let ChosenProvider { provider, cancel } = provider_of(args, &subject)?;
+    let ChosenProvider { provider, cancel } = provider_of(args, &subject, &scenarios)?;
     let scope = if provider.is_some() {
         Scope::All
     } else {
@@ -374,10 +388,9 @@ fn plan(args: &PlanArgs) -> Result<i32, Error> {
     };
     options.agent = AgentSource::for_subject(&subject);
     for s in &scenarios {
-        let rendered = crate::subject::render(&subject, s)?;
-        let plan = crate::live::plan::render_plan(
+        let plan = crate::live::plan::plan_for_cli(
             s,
-            &rendered,
+            &subject,
             &crate::live::ProviderKind::Kind,
             &options,
         )?;

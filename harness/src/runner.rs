@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::checks::{self, CheckId, CheckKind, Outcome, Severity, Status};
+use crate::checks::{self, CheckId, CheckKind, Evidence, Outcome, Severity, Status};
 use crate::error::Error;
-use crate::provider::Provider;
+use crate::provider::{Provider, RunningMesh};
 use crate::scenario::Scenario;
 use crate::subject::{self, Rendered, Subject};
 
@@ -166,6 +166,7 @@ fn run_runtime(
                 let outcome = checks::run_runtime(check, scenario, rendered, mesh.as_mut());
                 out.push(result(scenario, check, outcome, t.elapsed()));
             }
+            attach_artifacts(&mut out, mesh.as_mut());
             if let Err(e) = mesh.down() {
                 // Teardown trouble is reported on every runtime check: leaked
                 // resources are a failure people must see.
@@ -186,6 +187,30 @@ fn run_runtime(
                 result(scenario, check, outcome, t.elapsed())
             })
             .collect(),
+    }
+}
+
+/// When a runtime check mismatched, asks the provider to collect diagnostics (logs,
+/// events, proxy configuration) before teardown, and points the evidence at them.
+fn attach_artifacts(results: &mut [CheckResult], mesh: &mut dyn RunningMesh) {
+    let unexpected: Vec<String> = results
+        .iter()
+        .filter(|r| r.verdict != Verdict::Matched)
+        .map(|r| r.check.to_string())
+        .collect();
+    if unexpected.is_empty() {
+        return;
+    }
+    let reason = format!("unexpected outcome of {}", unexpected.join(", "));
+    if let Some(dir) = mesh.collect_artifacts(&reason) {
+        for r in results.iter_mut().filter(|r| r.verdict != Verdict::Matched) {
+            r.outcome.evidence.push(Evidence::new(
+                "",
+                "artifacts",
+                "diagnostics collected after the unexpected outcome",
+                dir.display().to_string(),
+            ));
+        }
     }
 }
 
@@ -221,5 +246,86 @@ impl RunResult {
     /// True when no required check mismatched anywhere.
     pub fn ok(&self) -> bool {
         self.scenarios.iter().all(ScenarioResult::ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{
+        AdmissionObservation, AttributionObservation, CallObservation, JobObservation, ProbeError,
+        ValidatorObservation,
+    };
+    use crate::scenario;
+    use std::path::{Path, PathBuf};
+
+    /// A provider whose probes all fail, and which has an artifacts folder to offer.
+    struct BrokenProvider;
+    struct BrokenMesh;
+
+    impl Provider for BrokenProvider {
+        fn name(&self) -> &'static str {
+            "broken"
+        }
+        fn up(&self, _: &Scenario, _: &Rendered) -> Result<Box<dyn RunningMesh>, Error> {
+            Ok(Box::new(BrokenMesh))
+        }
+    }
+
+    impl RunningMesh for BrokenMesh {
+        fn admit(&mut self, _: &str) -> Result<AdmissionObservation, ProbeError> {
+            Err(ProbeError("lost the cluster".into()))
+        }
+        fn backfill(&mut self, _: &str) -> Result<CallObservation, ProbeError> {
+            Err(ProbeError("lost the cluster".into()))
+        }
+        fn attribution(&mut self, _: u32) -> Result<AttributionObservation, ProbeError> {
+            Err(ProbeError("lost the cluster".into()))
+        }
+        fn validator(&mut self, _: &str) -> Result<ValidatorObservation, ProbeError> {
+            Err(ProbeError("lost the cluster".into()))
+        }
+        fn job_completion(&mut self, _: &str) -> Result<JobObservation, ProbeError> {
+            Err(ProbeError("lost the cluster".into()))
+        }
+        fn collect_artifacts(&mut self, reason: &str) -> Option<PathBuf> {
+            assert!(reason.contains("WEBHOOK-REACH"), "{reason}");
+            Some(PathBuf::from("/artifacts/single-sidecar-strict"))
+        }
+        fn down(self: Box<Self>) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn unexpected_runtime_outcomes_point_at_collected_artifacts() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/single-sidecar-strict.yaml");
+        let s = scenario::load(&path).unwrap();
+        let result =
+            run_scenario(&s, &Subject::default(), Some(&BrokenProvider), Scope::All).unwrap();
+        let webhook = result
+            .checks
+            .iter()
+            .find(|c| c.check == CheckId::WebhookReach)
+            .unwrap();
+        assert_eq!(webhook.verdict, Verdict::Mismatched);
+        assert!(
+            webhook
+                .outcome
+                .evidence
+                .iter()
+                .any(|e| e.found == "/artifacts/single-sidecar-strict"),
+            "{:?}",
+            webhook.outcome.evidence
+        );
+        // Static checks matched, and got no artifacts.
+        let inbound = result
+            .checks
+            .iter()
+            .find(|c| c.check == CheckId::MtlsInbound)
+            .unwrap();
+        assert_eq!(inbound.verdict, Verdict::Matched);
+        assert!(!result.ok());
     }
 }

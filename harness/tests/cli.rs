@@ -109,3 +109,55 @@ fn a_wrong_expectation_exits_1_and_reports_agree_with_the_terminal() {
     assert!(junit.contains("single-sidecar-strict::MTLS-INBOUND"));
     assert!(text(&out).contains("1 failed"), "{}", text(&out));
 }
+
+#[test]
+fn kind_without_docker_fails_at_once_with_doctors_message_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = dir.path().join("bin");
+    std::fs::create_dir(&empty_path).unwrap();
+    let reports = dir.path().join("reports");
+    let out = Command::new(env!("CARGO_BIN_EXE_meshconform"))
+        .args([
+            "run",
+            "--provider",
+            "kind",
+            "--scenario",
+            "single-sidecar-strict",
+        ])
+        .arg("--reports")
+        .arg(&reports)
+        .current_dir(repo())
+        // No docker, kind, kubectl, helm or istioctl anywhere.
+        .env("PATH", &empty_path)
+        .env_remove("HELM")
+        .env_remove("KIND")
+        .env_remove("ISTIOCTL")
+        .env_remove("KUBECTL")
+        .env_remove("DOCKER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains("docker"), "{shown}");
+    assert!(shown.contains("kind"), "{shown}");
+    assert!(
+        !reports.exists(),
+        "a failed preflight must not write reports"
+    );
+    let doctor = Command::new(env!("CARGO_BIN_EXE_meshconform"))
+        .arg("doctor")
+        .current_dir(repo())
+        .env("PATH", &empty_path)
+        .output()
+        .unwrap();
+    assert_ne!(doctor.status.code(), Some(0));
+    let first_problem = text(&doctor)
+        .lines()
+        .find(|l| l.starts_with("PROBLEM docker"))
+        .map(|l| l.trim_start_matches("PROBLEM ").to_string())
+        .unwrap();
+    assert!(
+        shown.contains(&first_problem),
+        "run and doctor must say the same thing"
+    );
+}

@@ -15,7 +15,9 @@ use meshconform::live::existing::ExistingProvider;
 use meshconform::live::kind::KindProvider;
 use meshconform::live::plan::{ClusterTarget, plan_for_cli, render_plan};
 use meshconform::live::probes::ProbeFactory;
-use meshconform::live::{AgentSource, ContextMap, LiveOptions, ProviderKind, Versions, matrix};
+use meshconform::live::{
+    AgentSource, ContextMap, LiveOptions, ProviderKind, RunId, Versions, matrix,
+};
 use meshconform::provider::{
     AdmissionObservation, AttributionObservation, CallObservation, Handshake, JobObservation,
     ProbeError, Provider, RunningMesh, ValidatorObservation, ValidatorVerdict,
@@ -37,6 +39,14 @@ fn rendered(s: &Scenario) -> Rendered {
 
 // ---------------------------------------------------------------- plan snapshots
 
+/// Options for plans people read: the placeholder run ID, so texts are stable.
+fn plan_options() -> LiveOptions {
+    LiveOptions {
+        run_id: RunId::placeholder(),
+        ..LiveOptions::default()
+    }
+}
+
 #[test]
 fn kind_plan_of_every_scenario_matches_its_snapshot() {
     let scenarios = scenario::load_dir(&scenarios_dir()).unwrap();
@@ -45,7 +55,7 @@ fn kind_plan_of_every_scenario_matches_its_snapshot() {
         "the matrix has {} scenarios",
         scenarios.len()
     );
-    let options = LiveOptions::default();
+    let options = plan_options();
     for s in &scenarios {
         let plan = render_plan(s, &rendered(s), &ProviderKind::Kind, &options).unwrap();
         insta::assert_snapshot!(format!("kind-{}", s.name), plan.to_text());
@@ -56,10 +66,10 @@ fn kind_plan_of_every_scenario_matches_its_snapshot() {
 fn plans_are_deterministic() {
     let s = load("multi-ambient-explicit");
     let r = rendered(&s);
-    let a = render_plan(&s, &r, &ProviderKind::Kind, &LiveOptions::default())
+    let a = render_plan(&s, &r, &ProviderKind::Kind, &plan_options())
         .unwrap()
         .to_text();
-    let b = render_plan(&s, &r, &ProviderKind::Kind, &LiveOptions::default())
+    let b = render_plan(&s, &r, &ProviderKind::Kind, &plan_options())
         .unwrap()
         .to_text();
     assert_eq!(a, b);
@@ -74,7 +84,7 @@ fn published_chart_plan_matches_its_snapshot() {
     let s = load("single-sidecar-strict");
     let options = LiveOptions {
         agent: AgentSource::published(&Versions::default()),
-        ..LiveOptions::default()
+        ..plan_options()
     };
     let plan = render_plan(&s, &rendered(&s), &ProviderKind::Kind, &options).unwrap();
     let text = plan.to_text();
@@ -101,7 +111,7 @@ fn plan_for_a_local_chart_installs_it_with_the_scenario_values_and_needs_no_helm
     });
     let options = LiveOptions {
         agent: AgentSource::for_subject(&subject),
-        ..LiveOptions::default()
+        ..plan_options()
     };
     let text = plan_for_cli(&s, &subject, &ProviderKind::Kind, &options)
         .unwrap()
@@ -125,7 +135,7 @@ fn existing_plan_checks_before_installing_and_creates_no_clusters() {
         &s,
         &rendered(&s),
         &ProviderKind::Existing(contexts),
-        &LiveOptions::default(),
+        &plan_options(),
     )
     .unwrap();
     let text = plan.to_text();
@@ -149,7 +159,7 @@ fn existing_plan_names_missing_contexts() {
         &s,
         &rendered(&s),
         &ProviderKind::Existing(contexts),
-        &LiveOptions::default(),
+        &plan_options(),
     )
     .unwrap_err();
     assert!(
@@ -162,13 +172,7 @@ fn existing_plan_names_missing_contexts() {
 #[test]
 fn k3s_refuses_multi_cluster_scenarios() {
     let s = load("multi-sidecar-name-matches");
-    let err = render_plan(
-        &s,
-        &rendered(&s),
-        &ProviderKind::K3s,
-        &LiveOptions::default(),
-    )
-    .unwrap_err();
+    let err = render_plan(&s, &rendered(&s), &ProviderKind::K3s, &plan_options()).unwrap_err();
     assert!(
         err.to_string().contains("single-cluster scenarios only"),
         "{err}"
@@ -178,7 +182,7 @@ fn k3s_refuses_multi_cluster_scenarios() {
         &single,
         &rendered(&single),
         &ProviderKind::K3s,
-        &LiveOptions::default(),
+        &plan_options(),
     )
     .unwrap();
     assert!(plan.to_text().contains("platform: k3s"));
@@ -187,14 +191,9 @@ fn k3s_refuses_multi_cluster_scenarios() {
 #[test]
 fn istio_is_configured_per_mode_cluster_id_and_network() {
     let s = load("multi-ambient-explicit");
-    let text = render_plan(
-        &s,
-        &rendered(&s),
-        &ProviderKind::Kind,
-        &LiveOptions::default(),
-    )
-    .unwrap()
-    .to_text();
+    let text = render_plan(&s, &rendered(&s), &ProviderKind::Kind, &plan_options())
+        .unwrap()
+        .to_text();
     assert!(text.contains("profile: ambient"));
     assert!(text.contains("AMBIENT_ENABLE_MULTI_NETWORK"));
     assert!(text.contains("topology.istio.io/network: net-alpha"));
@@ -206,21 +205,16 @@ fn istio_is_configured_per_mode_cluster_id_and_network() {
         &classic,
         &rendered(&classic),
         &ProviderKind::Kind,
-        &LiveOptions::default(),
+        &plan_options(),
     )
     .unwrap()
     .to_text();
     assert!(text.contains("ENABLE_NATIVE_SIDECARS: \"false\""), "{text}");
     assert!(text.contains("istio-injection: enabled"));
     let cm = load("single-sidecar-strict-cert-manager");
-    let text = render_plan(
-        &cm,
-        &rendered(&cm),
-        &ProviderKind::Kind,
-        &LiveOptions::default(),
-    )
-    .unwrap()
-    .to_text();
+    let text = render_plan(&cm, &rendered(&cm), &ProviderKind::Kind, &plan_options())
+        .unwrap()
+        .to_text();
     assert!(
         text.contains("cert-manager-istio-csr") && text.contains("ENABLE_CA_SERVER: \"false\""),
         "{text}"
@@ -288,7 +282,7 @@ fn run_with_kind_and_no_docker_fails_at_once_and_leaves_nothing() {
     let options = LiveOptions {
         work_root: Some(work_root.path().to_path_buf()),
         artifacts_dir: work_root.path().join("artifacts"),
-        ..LiveOptions::default()
+        ..plan_options()
     };
     let provider = KindProvider::with_parts(runner, Arc::new(FakeProbes::default()), options)
         .with_doctor_env(DoctorEnv {
@@ -459,7 +453,7 @@ fn options(root: &Path) -> LiveOptions {
         backoff: Duration::from_millis(1),
         work_root: Some(root.join("work")),
         artifacts_dir: root.join("artifacts"),
-        ..LiveOptions::default()
+        ..plan_options()
     }
 }
 
@@ -871,4 +865,85 @@ fn existing_refuses_to_touch_an_agent_it_did_not_install() {
             .any(|l| l.ends_with("delete namespace cza --ignore-not-found --wait")),
         "what the run created goes: {lines:#?}"
     );
+}
+
+#[test]
+fn faults_that_cannot_be_injected_are_refused_with_the_reason() {
+    let slow = load("fault-slow-webhook");
+    let contexts = ContextMap::parse(&["alpha=ctx-a"]).unwrap();
+    let err = render_plan(
+        &slow,
+        &rendered(&slow),
+        &ProviderKind::Existing(contexts),
+        &plan_options(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("needs access to the webhook pod's node"),
+        "{err}"
+    );
+    let kind = render_plan(
+        &slow,
+        &rendered(&slow),
+        &ProviderKind::Kind,
+        &plan_options(),
+    )
+    .unwrap()
+    .to_text();
+    assert!(kind.contains("netem delay 1200ms"), "{kind}");
+    let rotated = load("fault-rotated-ca-bundle");
+    let chart = LiveOptions {
+        agent: AgentSource::published(&Versions::default()),
+        ..plan_options()
+    };
+    let err = render_plan(&rotated, &rendered(&rotated), &ProviderKind::Kind, &chart).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("run it with the reference install"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dropping_the_provider_deletes_pooled_clusters_unless_kept() {
+    for keep in [false, true] {
+        let host = FakeHost::new();
+        let root = tempfile::tempdir().unwrap();
+        let runner = healthy_runner();
+        let provider = KindProvider::with_parts(
+            Arc::new(runner.clone()),
+            Arc::new(FakeProbes::default()),
+            LiveOptions {
+                keep,
+                ..options(root.path())
+            },
+        )
+        .with_doctor_env(host.env());
+        let s = load("single-no-istio");
+        provider.up(&s, &rendered(&s)).unwrap().down().unwrap();
+        drop(provider);
+        let deleted = runner
+            .lines()
+            .iter()
+            .any(|l| l == "kind delete cluster --name mc-single-no-istio-alpha-runid0");
+        assert_eq!(deleted, !keep, "keep={keep}: {:#?}", runner.lines());
+    }
+}
+
+#[test]
+fn real_runs_get_fresh_run_ids_and_plans_the_placeholder() {
+    let a = LiveOptions::default().run_id;
+    let b = LiveOptions::default().run_id;
+    assert_ne!(a, b, "two runs must not share cluster names");
+    assert_ne!(a, RunId::placeholder());
+    let s = load("single-no-istio");
+    let plan = plan_for_cli(
+        &s,
+        &Subject::default(),
+        &ProviderKind::Kind,
+        &LiveOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(plan.run_id, "runid0");
 }

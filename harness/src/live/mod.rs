@@ -99,8 +99,8 @@ pub struct LiveOptions {
     pub versions: Versions,
     /// How the agent is installed.
     pub agent: AgentSource,
-    /// This run's ID (part of every cluster name). Plans printed for people use
-    /// [`RunId::placeholder`] so they are the same from one run to the next.
+    /// This run's ID (part of every cluster name); fresh by default. Plans printed for
+    /// people use [`RunId::placeholder`] so they are the same from one run to the next.
     pub run_id: RunId,
     /// Keep clusters after the run (`--keep`).
     pub keep: bool,
@@ -121,7 +121,9 @@ impl Default for LiveOptions {
         Self {
             versions: Versions::default(),
             agent: AgentSource::Reference,
-            run_id: RunId::placeholder(),
+            // A fresh ID: a real run must name (and delete) only its own clusters.
+            // Plans printed for people set the placeholder.
+            run_id: RunId::generate(),
             keep: false,
             artifacts_dir: PathBuf::from("reports/artifacts"),
             backoff: Duration::from_secs(10),

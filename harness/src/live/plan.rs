@@ -544,8 +544,8 @@ fn rename_in(cmd: &Command, old: &str, new: &str) -> Command {
 /// What `meshconform plan` prints for one scenario: the subject rendered the way the
 /// run would install it (the reference install's manifests; for a chart nothing is
 /// rendered, since `helm upgrade --install` renders it in the cluster), and the plan
-/// built with the options' run ID ([`super::RunId::placeholder`] by default, so the
-/// text is the same from one call to the next).
+/// built with the run ID [`super::RunId::placeholder`], so the text is the same from
+/// one call to the next.
 pub fn plan_for_cli(
     scenario: &Scenario,
     subject: &crate::subject::Subject,
@@ -561,7 +561,11 @@ pub fn plan_for_cli(
             installs: Vec::new(),
         },
     };
-    render_plan(scenario, &rendered, provider, options)
+    let options = LiveOptions {
+        run_id: super::RunId::placeholder(),
+        ..options.clone()
+    };
+    render_plan(scenario, &rendered, provider, &options)
 }
 
 #[cfg(test)]

@@ -424,8 +424,12 @@ async fn originate_mtls(
     match TlsConnector::from(config).connect(name, tcp).await {
         Ok(s) => Ok(Box::new(s)),
         Err(e) => Err(match verifier.presented() {
-            Some(c) => format!("TLS error: {e} (upstream presented {})", tls::describe(&c)),
-            None => format!("TLS error: {e}"),
+            Some(c) => format!(
+                "TLS error: {} (upstream presented {})",
+                tls::handshake_error(&e),
+                tls::describe(&c)
+            ),
+            None => format!("TLS error: {}", tls::handshake_error(&e)),
         }),
     }
 }

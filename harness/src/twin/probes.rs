@@ -110,7 +110,7 @@ async fn tls_post(
                     handshake: Handshake::Failed {
                         presented: verifier.presented(),
                         presented_by: String::new(),
-                        error: e.to_string(),
+                        error: tls::handshake_error(&e),
                     },
                     status: None,
                     timed_out: false,

@@ -215,3 +215,46 @@ pub fn describe(cert: &CertSummary) -> String {
         cert.sans.join(", ")
     )
 }
+
+/// A handshake error in words that do not change from one run to the next.
+///
+/// rustls reports an expired certificate with the verification time in seconds, so
+/// two runs of the same scenario would differ. The certificate's end of validity is
+/// in the evidence already (the presented certificate's `not_after`).
+pub fn handshake_error(e: &std::io::Error) -> String {
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ExpiredContext { .. } | rustls::CertificateError::Expired,
+        )) => "invalid peer certificate: certificate expired (past its notAfter)".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod handshake_error_tests {
+    use super::*;
+
+    #[test]
+    fn expired_certificates_are_described_without_the_verification_time() {
+        let err = std::io::Error::other(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ExpiredContext {
+                time: rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    2_000_000,
+                )),
+                not_after: rustls_pki_types::UnixTime::since_unix_epoch(
+                    std::time::Duration::from_secs(1_000_000),
+                ),
+            },
+        ));
+        let text = handshake_error(&err);
+        assert_eq!(
+            text,
+            "invalid peer certificate: certificate expired (past its notAfter)"
+        );
+        let other = std::io::Error::other("boom");
+        assert_eq!(handshake_error(&other), "boom");
+    }
+}

@@ -40,6 +40,10 @@ use crate::scenario::{IstioMode, Scenario};
 use crate::subject::Rendered;
 
 /// Makes the probe backend once a mesh is up.
+///
+/// The kube-rs backend owns a tokio runtime and blocks on it, like the rest of the
+/// synchronous [`RunningMesh`] API: call it from plain threads, not from inside an
+/// async task.
 pub trait ProbeFactory: Send + Sync {
     /// Connects to every cluster of the plan.
     fn connect(
