@@ -87,6 +87,10 @@ pub enum ProviderKind {
     Kind,
     /// Clusters you already have (`--context cluster=kubecontext`).
     Existing,
+    /// One k3s container through testcontainers (single-cluster scenarios; needs
+    /// Docker; built with `--features k3s`).
+    #[cfg(feature = "k3s")]
+    K3s,
     /// Static checks only.
     None,
 }
@@ -193,6 +197,8 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
                 ProviderKind::Existing => Some(crate::live::ProviderKind::Existing(
                     crate::live::ContextMap::default(),
                 )),
+                #[cfg(feature = "k3s")]
+                ProviderKind::K3s => Some(crate::live::ProviderKind::K3s),
                 ProviderKind::Twin | ProviderKind::None => None,
             };
             let report = crate::live::doctor::check_this_host(live.as_ref());
@@ -308,6 +314,15 @@ fn provider_of(
             let token = existing.cancel_token();
             ChosenProvider {
                 provider: Some(Box::new(existing)),
+                cancel: Box::new(move || token.cancel()),
+            }
+        }
+        #[cfg(feature = "k3s")]
+        ProviderKind::K3s => {
+            let k3s = crate::live::k3s::K3sProvider::new(live_options(args, subject));
+            let token = k3s.cancel_token();
+            ChosenProvider {
+                provider: Some(Box::new(k3s)),
                 cancel: Box::new(move || token.cancel()),
             }
         }
