@@ -13,7 +13,7 @@ use meshconform::live::command::{Command, CommandRunner, Output, RecordingRunner
 use meshconform::live::doctor::{self, DoctorEnv};
 use meshconform::live::existing::ExistingProvider;
 use meshconform::live::kind::KindProvider;
-use meshconform::live::plan::{ClusterTarget, plan_for_cli, render_plan};
+use meshconform::live::plan::{ClusterTarget, Plan, plan_for_cli, render_plan};
 use meshconform::live::probes::ProbeFactory;
 use meshconform::live::{
     AgentSource, ContextMap, LiveOptions, ProviderKind, RunId, Versions, matrix,
@@ -45,6 +45,17 @@ fn plan_options() -> LiveOptions {
         run_id: RunId::placeholder(),
         ..LiveOptions::default()
     }
+}
+
+/// The existing provider's plan for `s` with `contexts` (`cluster=context` pairs).
+fn existing_plan(s: &Scenario, contexts: &[&str]) -> Result<Plan, Error> {
+    let contexts = ContextMap::parse(contexts).unwrap();
+    render_plan(
+        s,
+        &rendered(s),
+        &ProviderKind::Existing(contexts),
+        &plan_options(),
+    )
 }
 
 #[test]
@@ -130,14 +141,7 @@ fn plan_for_a_local_chart_installs_it_with_the_scenario_values_and_needs_no_helm
 #[test]
 fn existing_plan_checks_before_installing_and_creates_no_clusters() {
     let s = load("multi-sidecar-name-matches");
-    let contexts = ContextMap::parse(&["alpha=ctx-a", "beta=ctx-b"]).unwrap();
-    let plan = render_plan(
-        &s,
-        &rendered(&s),
-        &ProviderKind::Existing(contexts),
-        &plan_options(),
-    )
-    .unwrap();
+    let plan = existing_plan(&s, &["alpha=ctx-a", "beta=ctx-b"]).unwrap();
     let text = plan.to_text();
     assert!(!text.contains("kind create"), "{text}");
     assert!(
@@ -154,14 +158,7 @@ fn existing_plan_checks_before_installing_and_creates_no_clusters() {
 #[test]
 fn existing_plan_names_missing_contexts() {
     let s = load("multi-sidecar-name-matches");
-    let contexts = ContextMap::parse(&["alpha=ctx-a"]).unwrap();
-    let err = render_plan(
-        &s,
-        &rendered(&s),
-        &ProviderKind::Existing(contexts),
-        &plan_options(),
-    )
-    .unwrap_err();
+    let err = existing_plan(&s, &["alpha=ctx-a"]).unwrap_err();
     assert!(
         err.to_string().contains("--context beta=<kube-context>"),
         "{err}"
@@ -870,14 +867,7 @@ fn existing_refuses_to_touch_an_agent_it_did_not_install() {
 #[test]
 fn faults_that_cannot_be_injected_are_refused_with_the_reason() {
     let slow = load("fault-slow-webhook");
-    let contexts = ContextMap::parse(&["alpha=ctx-a"]).unwrap();
-    let err = render_plan(
-        &slow,
-        &rendered(&slow),
-        &ProviderKind::Existing(contexts),
-        &plan_options(),
-    )
-    .unwrap_err();
+    let err = existing_plan(&slow, &["alpha=ctx-a"]).unwrap_err();
     assert!(
         err.to_string()
             .contains("needs access to the webhook pod's node"),
@@ -946,4 +936,18 @@ fn real_runs_get_fresh_run_ids_and_plans_the_placeholder() {
     )
     .unwrap();
     assert_eq!(plan.run_id, "runid0");
+}
+
+#[test]
+fn kind_refuses_a_third_cluster_instead_of_overlapping_subnets() {
+    let body = "description: three clusters\ncertificates: init-cert\nclusters:\n  - name: a\n    istio: {mode: sidecar}\n    values: {clusterName: a}\n  - name: b\n    istio: {mode: sidecar}\n    values: {clusterName: b}\n  - name: c\n    istio: {mode: sidecar}\n    values: {clusterName: c}\nexpect:\n";
+    let mut yaml = format!("name: three\n{body}");
+    for id in meshconform::checks::CheckId::ALL {
+        yaml.push_str(&format!("  {id}: pass\n"));
+    }
+    let s = scenario::load_str(Path::new("three.yaml"), &yaml).unwrap();
+    let err = render_plan(&s, &rendered(&s), &ProviderKind::Kind, &plan_options()).unwrap_err();
+    assert!(err.to_string().contains("supports one or two"), "{err}");
+    // Existing clusters have no such limit.
+    assert!(existing_plan(&s, &["a=ctx-a", "b=ctx-b", "c=ctx-c"]).is_ok());
 }

@@ -82,6 +82,15 @@ fn webhook_workload(r: &mut Rendered, cluster: &str) -> WorkloadRef {
         .workload
 }
 
+/// The rendered agent of `s` with the webhook's inbound port exclusion removed in
+/// cluster `alpha`, so the API server's call meets the sidecar.
+fn without_inbound_exclusion(s: &Scenario) -> Rendered {
+    let mut r = render(s);
+    let webhook = webhook_workload(&mut r, "alpha");
+    drop_annotation(&mut r, "alpha", &webhook, EXCLUDE_INBOUND);
+    r
+}
+
 fn up(s: &Scenario, r: &Rendered) -> Box<dyn RunningMesh> {
     Twin::new().up(s, r).unwrap()
 }
@@ -104,9 +113,7 @@ fn evidence_text(o: &Outcome) -> String {
 #[test]
 fn strict_sidecar_without_the_inbound_exclusion_presents_the_istio_certificate() {
     let s = sidecar("mtls-conflict", "strict");
-    let mut r = render(&s);
-    let webhook = webhook_workload(&mut r, "alpha");
-    drop_annotation(&mut r, "alpha", &webhook, EXCLUDE_INBOUND);
+    let r = without_inbound_exclusion(&s);
 
     let mut mesh = up(&s, &r);
     let obs = mesh.admit("alpha").unwrap();
@@ -178,9 +185,7 @@ fn strict_sidecar_with_the_inbound_exclusion_reaches_the_webhook() {
 #[test]
 fn permissive_passes_the_webhooks_own_certificate_through() {
     let s = sidecar("permissive", "permissive");
-    let mut r = render(&s);
-    let webhook = webhook_workload(&mut r, "alpha");
-    drop_annotation(&mut r, "alpha", &webhook, EXCLUDE_INBOUND);
+    let r = without_inbound_exclusion(&s);
     let mut mesh = up(&s, &r);
     let obs = mesh.admit("alpha").unwrap();
     match &obs.call.handshake {

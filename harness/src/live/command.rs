@@ -327,6 +327,9 @@ impl CommandRunner for SystemRunner {
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => {
+                    // Never leave the process behind, even when we lost track of it.
+                    let _ = child.kill();
+                    let _ = child.wait();
                     return Err(Error::Tool {
                         tool: cmd.program.clone(),
                         message: format!("waiting for `{}` failed: {e}", cmd.line()),

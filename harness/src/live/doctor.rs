@@ -29,6 +29,17 @@ pub struct DoctorEnv {
     pub pinned_istio: Option<String>,
 }
 
+impl DoctorEnv {
+    /// `self`, keeping `current`'s pinned Istio version when `self` pins none (a
+    /// provider's pin must survive a test swapping PATH or /proc).
+    pub fn keeping_pin_of(self, current: &DoctorEnv) -> DoctorEnv {
+        DoctorEnv {
+            pinned_istio: self.pinned_istio.or_else(|| current.pinned_istio.clone()),
+            ..self
+        }
+    }
+}
+
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -344,6 +355,30 @@ pub fn inotify_too_low(report: &DoctorReport) -> Vec<&Finding> {
 mod tests {
     use super::*;
     use crate::live::command::{Output, RecordingRunner};
+
+    #[test]
+    fn a_new_environment_keeps_the_pin_unless_it_brings_its_own() {
+        let pinned = DoctorEnv {
+            pinned_istio: Some("1.27.1".into()),
+            ..DoctorEnv::default()
+        };
+        let swapped = DoctorEnv {
+            path: Some("/nowhere".into()),
+            ..DoctorEnv::default()
+        }
+        .keeping_pin_of(&pinned);
+        assert_eq!(swapped.pinned_istio.as_deref(), Some("1.27.1"));
+        assert_eq!(
+            swapped.path.as_deref(),
+            Some(std::ffi::OsStr::new("/nowhere"))
+        );
+        let own = DoctorEnv {
+            pinned_istio: Some("1.28.0".into()),
+            ..DoctorEnv::default()
+        }
+        .keeping_pin_of(&pinned);
+        assert_eq!(own.pinned_istio.as_deref(), Some("1.28.0"));
+    }
 
     #[test]
     fn missing_tools_are_each_named_with_a_fix() {

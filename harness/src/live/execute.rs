@@ -196,12 +196,7 @@ impl<'a> Executor<'a> {
                 Err(e) => last_error = e,
             }
         }
-        let tries = if attempts > 1 {
-            format!(" (after {attempts} attempts)")
-        } else {
-            String::new()
-        };
-        Err(self.fail(step, format!("{last_error}{tries}")))
+        Err(self.fail(step, format!("{last_error}{}", after_attempts(attempts))))
     }
 
     fn run_concurrent(
@@ -251,12 +246,10 @@ impl<'a> Executor<'a> {
             .filter_map(|r| r.as_ref().err().cloned())
             .collect();
         if !errors.is_empty() {
-            let tries = if attempts > 1 {
-                format!(" (after {attempts} attempts)")
-            } else {
-                String::new()
-            };
-            return Err(self.fail(step, format!("{}{tries}", errors.join("; "))));
+            return Err(self.fail(
+                step,
+                format!("{}{}", errors.join("; "), after_attempts(attempts)),
+            ));
         }
         Ok(results.into_iter().rev().find_map(Result::ok))
     }
@@ -340,6 +333,15 @@ impl<'a> Executor<'a> {
 }
 
 /// Runs commands in order; the first failure ends the run with the tool's message.
+/// What a failure message adds when a step was retried: ` (after N attempts)`.
+fn after_attempts(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
 fn run_commands(
     runner: &dyn CommandRunner,
     commands: &[Command],

@@ -64,10 +64,7 @@ impl ExistingProvider {
 
     /// Where the preflight looks for tools.
     pub fn with_doctor_env(mut self, env: DoctorEnv) -> Self {
-        self.doctor_env = DoctorEnv {
-            pinned_istio: env.pinned_istio.or(self.doctor_env.pinned_istio.take()),
-            ..env
-        };
+        self.doctor_env = env.keeping_pin_of(&self.doctor_env);
         self
     }
 

@@ -60,10 +60,7 @@ impl KindProvider {
 
     /// Where the preflight looks for tools and host limits.
     pub fn with_doctor_env(mut self, env: DoctorEnv) -> Self {
-        self.doctor_env = DoctorEnv {
-            pinned_istio: env.pinned_istio.or(self.doctor_env.pinned_istio.take()),
-            ..env
-        };
+        self.doctor_env = env.keeping_pin_of(&self.doctor_env);
         self
     }
 

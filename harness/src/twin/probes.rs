@@ -37,6 +37,19 @@ fn cluster_index(shared: &Shared, cluster: &str) -> Result<usize, ProbeError> {
         .ok_or_else(|| ProbeError(format!("no cluster `{cluster}` in this mesh")))
 }
 
+/// The pod running `workload` in cluster `c` (named `cluster` in the error).
+fn pod_of(
+    shared: &Shared,
+    c: usize,
+    cluster: &str,
+    workload: &crate::manifests::WorkloadRef,
+) -> Result<usize, ProbeError> {
+    shared
+        .model
+        .pod_of(c, workload)
+        .ok_or_else(|| ProbeError(format!("{cluster}: {workload} has no pod template")))
+}
+
 fn admission_review(name: &str, uid: &str) -> String {
     serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
@@ -328,10 +341,7 @@ pub async fn backfill(
         .backfill
         .first()
         .ok_or_else(|| ProbeError(format!("{cluster}: no backfill role")))?;
-    let pod = shared
-        .model
-        .pod_of(c, workload)
-        .ok_or_else(|| ProbeError(format!("{cluster}: {workload} has no pod template")))?;
+    let pod = pod_of(&shared, c, cluster, workload)?;
     let roots = role
         .tls_secret
         .as_ref()
@@ -524,8 +534,11 @@ async fn send_samples(
     };
     let mut seq = 0;
     while seq < n {
-        let batch: Vec<u32> = (seq..(seq + BATCH).min(n)).collect();
-        seq += BATCH;
+        // Saturating: `n` comes from the check, and a count near u32::MAX must not
+        // overflow the batch bound.
+        let end = seq.saturating_add(BATCH).min(n);
+        let batch: Vec<u32> = (seq..end).collect();
+        seq = end;
         let series: Vec<remote_write::Series> = batch
             .iter()
             .map(|s| {
@@ -588,10 +601,7 @@ pub async fn validator(
         .validator
         .clone()
         .ok_or_else(|| ProbeError(format!("{cluster}: no validator role")))?;
-    let pod = shared
-        .model
-        .pod_of(c, &role.workload)
-        .ok_or_else(|| ProbeError(format!("{cluster}: {} has no pod template", role.workload)))?;
+    let pod = pod_of(&shared, c, cluster, &role.workload)?;
     let p = &shared.model.pods[pod];
     let container = p
         .containers
@@ -676,12 +686,7 @@ async fn run_validator_rules(
             )
         };
     }
-    let addr = shared.pods[pod]
-        .admin
-        .lock()
-        .ok()
-        .and_then(|a| a.as_ref().filter(|a| a.task.is_some()).map(|a| a.addr));
-    let addr = match addr {
+    let addr = match shared.pods[pod].running_admin() {
         Some(a) => a,
         // Nothing listens on this pod's localhost:15000: a port nobody holds.
         None => match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
@@ -703,15 +708,7 @@ async fn run_validator_rules(
             return ValidatorVerdict::Errored("GET localhost:15000/server_info: timed out".into());
         }
     };
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri("/server_info")
-        .header("host", "localhost:15000")
-        .body(Full::new(Bytes::new()));
-    let body = match req {
-        Ok(req) => apps::http_call(Box::new(tcp), req).await,
-        Err(e) => Err(e.to_string()),
-    };
+    let body = loopback_call(tcp, Method::GET, "/server_info", "localhost:15000").await;
     let info: serde_json::Value =
         match body.and_then(|(_, b)| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
             Ok(v) => v,
@@ -735,6 +732,25 @@ async fn run_validator_rules(
     }
 }
 
+/// An empty-bodied HTTP request over `tcp` to a pod's loopback endpoint (Envoy
+/// admin, pilot-agent), as a container in that pod would send it.
+async fn loopback_call(
+    tcp: TcpStream,
+    method: Method,
+    path: &str,
+    host: &str,
+) -> Result<(hyper::StatusCode, Bytes), String> {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()));
+    match req {
+        Ok(req) => apps::http_call(Box::new(tcp), req).await,
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs the backfill Job's pod to the end of its main container and reports whether
 /// the pod completes (Istio FAQ on Jobs; Kubernetes sidecar containers).
 pub async fn job_completion(
@@ -750,10 +766,7 @@ pub async fn job_completion(
         .find(|w| w.kind == "Job")
         .cloned()
         .ok_or_else(|| ProbeError(format!("{cluster}: no backfill Job")))?;
-    let pod = shared
-        .model
-        .pod_of(c, &job)
-        .ok_or_else(|| ProbeError(format!("{cluster}: {job} has no pod template")))?;
+    let pod = pod_of(&shared, c, cluster, &job)?;
     let p = &shared.model.pods[pod];
     let mut containers: Vec<String> = p
         .containers
@@ -777,24 +790,12 @@ pub async fn job_completion(
                 .containers
                 .iter()
                 .any(|k| !k.init && k.command_line.contains("/quitquitquit"));
-            let addr = shared.pods[pod]
-                .admin
-                .lock()
-                .ok()
-                .and_then(|a| a.as_ref().filter(|a| a.task.is_some()).map(|a| a.addr));
+            let addr = shared.pods[pod].running_admin();
             if quits && let Some(addr) = addr {
                 let posted = match TcpStream::connect(addr).await {
-                    Ok(tcp) => {
-                        let req = Request::builder()
-                            .method(Method::POST)
-                            .uri("/quitquitquit")
-                            .header("host", "localhost:15020")
-                            .body(Full::new(Bytes::new()));
-                        match req {
-                            Ok(req) => apps::http_call(Box::new(tcp), req).await.is_ok(),
-                            Err(_) => false,
-                        }
-                    }
+                    Ok(tcp) => loopback_call(tcp, Method::POST, "/quitquitquit", "localhost:15020")
+                        .await
+                        .is_ok(),
                     Err(_) => false,
                 };
                 containers.push(format!(

@@ -4,7 +4,7 @@
 
 use super::model::{Endpoint, Reach, split_host};
 use super::state::Shared;
-use crate::manifests::{DestinationRule, VirtualService};
+use crate::manifests::{DestinationRule, RouteDestination, VirtualService};
 
 /// The endpoints one request may go to, and how they were chosen (for the hop).
 ///
@@ -27,12 +27,16 @@ pub fn route(
         .manifests
         .virtual_services()
         .find(|vs| names_host(vs_namespace(vs, &p.namespace), &vs.spec.hosts, &target));
-    let Some(vs) = vs else {
-        let eps = shared
+    // Without a route to follow, Istio sends to the Service's endpoints in every
+    // cluster (namespace sameness).
+    let default_endpoints = || {
+        shared
             .model
-            .endpoints(&target.0, &target.1, port, Reach::Mesh);
+            .endpoints(&target.0, &target.1, port, Reach::Mesh)
+    };
+    let Some(vs) = vs else {
         return Ok((
-            eps,
+            default_endpoints(),
             format!(
                 "{}.{}:{port}: no VirtualService; endpoints of every cluster (namespace sameness)",
                 target.0, target.1
@@ -41,23 +45,13 @@ pub fn route(
     };
     let vs_name = vs.metadata.name.clone().unwrap_or_default();
     let Some(http) = vs.spec.http.first().filter(|h| !h.route.is_empty()) else {
-        let eps = shared
-            .model
-            .endpoints(&target.0, &target.1, port, Reach::Mesh);
         return Ok((
-            eps,
+            default_endpoints(),
             format!("VirtualService/{vs_name} has no HTTP route; default routing across clusters"),
         ));
     };
-    let weights: Vec<u64> = if http.route.len() == 1 {
-        vec![http.route[0].weight.map_or(100, |w| w.max(0) as u64)]
-    } else {
-        http.route
-            .iter()
-            .map(|r| r.weight.unwrap_or(0).max(0) as u64)
-            .collect()
-    };
-    let total: u64 = weights.iter().sum();
+    let (weights, total) = route_weights(&http.route)
+        .ok_or_else(|| format!("VirtualService/{vs_name}: route weights overflow"))?;
     if total == 0 {
         return Err(format!(
             "VirtualService/{vs_name}: every route has weight 0"
@@ -123,6 +117,24 @@ pub fn route(
     ))
 }
 
+/// Each destination's weight (a lone destination without weight gets 100, negative
+/// weights count as 0) and their sum; `None` when the sum overflows, since the
+/// weights come from the chart's VirtualService and three of i64::MAX would.
+fn route_weights(routes: &[RouteDestination]) -> Option<(Vec<u64>, u64)> {
+    let weights: Vec<u64> = if let [only] = routes {
+        vec![only.weight.map_or(100, |w| w.max(0) as u64)]
+    } else {
+        routes
+            .iter()
+            .map(|r| r.weight.unwrap_or(0).max(0) as u64)
+            .collect()
+    };
+    let total = weights
+        .iter()
+        .try_fold(0u64, |sum, w| sum.checked_add(*w))?;
+    Some((weights, total))
+}
+
 fn vs_namespace<'a>(vs: &'a VirtualService, default: &'a str) -> &'a str {
     vs.metadata.namespace.as_deref().unwrap_or(default)
 }
@@ -137,4 +149,37 @@ fn names_host(object_namespace: &str, hosts: &[String], target: &(String, String
     hosts
         .iter()
         .any(|h| &split_host(h, object_namespace) == target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weighted(weight: Option<i64>) -> RouteDestination {
+        RouteDestination {
+            weight,
+            ..RouteDestination::default()
+        }
+    }
+
+    #[test]
+    fn a_lone_destination_without_weight_gets_100() {
+        assert_eq!(route_weights(&[weighted(None)]), Some((vec![100], 100)));
+    }
+
+    #[test]
+    fn several_destinations_count_missing_and_negative_weights_as_zero() {
+        let routes = [weighted(Some(80)), weighted(None), weighted(Some(-5))];
+        assert_eq!(route_weights(&routes), Some((vec![80, 0, 0], 80)));
+    }
+
+    #[test]
+    fn weights_whose_sum_overflows_are_refused_not_wrapped() {
+        let routes = [
+            weighted(Some(i64::MAX)),
+            weighted(Some(i64::MAX)),
+            weighted(Some(i64::MAX)),
+        ];
+        assert_eq!(route_weights(&routes), None);
+    }
 }

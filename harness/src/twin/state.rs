@@ -69,6 +69,18 @@ pub struct PodRuntime {
     pub admin: Mutex<Option<Admin>>,
 }
 
+impl PodRuntime {
+    /// The address of the Envoy admin listener while the proxy runs; `None` for a
+    /// pod without a sidecar or whose proxy has exited (a poisoned lock reads as
+    /// "not running", since no listener state can be trusted then).
+    pub fn running_admin(&self) -> Option<SocketAddr> {
+        self.admin
+            .lock()
+            .ok()
+            .and_then(|a| a.as_ref().filter(|a| a.task.is_some()).map(|a| a.addr))
+    }
+}
+
 /// Everything the mesh's tasks share.
 pub struct Shared {
     /// The model.

@@ -147,20 +147,7 @@ fn install_agent(
                                 .stdin_text(yaml.clone()),
                         )
                         .command(wait_agent(target, ns));
-                    step.undo = vec![
-                        target
-                            .kubectl()
-                            .args([
-                                "delete",
-                                "-n",
-                                ns,
-                                "--ignore-not-found",
-                                "--wait",
-                                "-f",
-                                "-",
-                            ])
-                            .stdin_text(yaml),
-                    ];
+                    step.undo = vec![delete_manifests(target, ns, yaml)];
                     step
                 }
                 Some(Err(refusal)) => step.note(format!(
@@ -217,6 +204,23 @@ fn install_agent(
     }
 }
 
+/// Deletes the objects of the reference manifests `yaml` (read from stdin) and waits
+/// for them to go; objects without a namespace are looked up in `ns`.
+fn delete_manifests(target: &ClusterTarget, ns: &str, yaml: String) -> Command {
+    target
+        .kubectl()
+        .args([
+            "delete",
+            "-n",
+            ns,
+            "--ignore-not-found",
+            "--wait",
+            "-f",
+            "-",
+        ])
+        .stdin_text(yaml)
+}
+
 fn wait_agent(target: &ClusterTarget, ns: &str) -> Command {
     target.kubectl().args([
         "wait",
@@ -246,20 +250,11 @@ pub(super) fn teardown(
                     if let Some(Ok(installed)) =
                         rendered.install(&target.cluster).map(|i| &i.result)
                     {
-                        step = step.command(
-                            target
-                                .kubectl()
-                                .args([
-                                    "delete",
-                                    "-n",
-                                    ns,
-                                    "--ignore-not-found",
-                                    "--wait",
-                                    "-f",
-                                    "-",
-                                ])
-                                .stdin_text(installed.manifests.to_yaml()),
-                        );
+                        step = step.command(delete_manifests(
+                            target,
+                            ns,
+                            installed.manifests.to_yaml(),
+                        ));
                     }
                 }
                 AgentSource::Chart { .. } => {

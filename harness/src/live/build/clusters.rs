@@ -35,7 +35,11 @@ const MULTI_POD_SUBNETS: [&str; 2] = ["10.10.0.0/16", "10.20.0.0/16"];
 pub fn kind_config_for(scenario: &Scenario, index: usize) -> (&'static str, &'static str) {
     if scenario.clusters.len() > 1 {
         KIND_CONFIGS[2 + index.min(1)]
-    } else if scenario.clusters[0].istio.mode == IstioMode::Ambient {
+    } else if scenario
+        .clusters
+        .first()
+        .is_some_and(|c| c.istio.mode == IstioMode::Ambient)
+    {
         KIND_CONFIGS[1]
     } else {
         KIND_CONFIGS[0]

@@ -117,9 +117,9 @@ pub(super) fn steps(
                 }
                 let selector = webhook_selector(rendered, cluster);
                 let suffix = var_suffix(cluster);
-                let mut ip = Step::new(Phase::Agent, "Fault: find the webhook pod's IP")
-                    .cluster(cluster)
-                    .command(target.kubectl().args([
+                // One field of the (first) webhook pod, captured into a plan variable.
+                let webhook_pod_field = |jsonpath: &str| {
+                    target.kubectl().args([
                         "get",
                         "pod",
                         "-n",
@@ -127,21 +127,16 @@ pub(super) fn steps(
                         "-l",
                         selector.as_str(),
                         "-o",
-                        "jsonpath={.items[0].status.podIP}",
-                    ]));
+                        jsonpath,
+                    ])
+                };
+                let mut ip = Step::new(Phase::Agent, "Fault: find the webhook pod's IP")
+                    .cluster(cluster)
+                    .command(webhook_pod_field("jsonpath={.items[0].status.podIP}"));
                 ip.capture = Some(Capture::Trimmed(format!("WEBHOOK_IP_{suffix}")));
                 let mut node = Step::new(Phase::Agent, "Fault: find the webhook pod's node")
                     .cluster(cluster)
-                    .command(target.kubectl().args([
-                        "get",
-                        "pod",
-                        "-n",
-                        ns,
-                        "-l",
-                        selector.as_str(),
-                        "-o",
-                        "jsonpath={.items[0].spec.nodeName}",
-                    ]));
+                    .command(webhook_pod_field("jsonpath={.items[0].spec.nodeName}"));
                 node.capture = Some(Capture::Trimmed(format!("WEBHOOK_NODE_{suffix}")));
                 // kind names node containers after the nodes; the pod's veth is the
                 // device of its route on that node.

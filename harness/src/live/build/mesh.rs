@@ -342,28 +342,27 @@ fn install_istio(
             .istioctl()
             .args(["install", "-y", "-f", path.as_str()]),
     )
-    .command(target.kubectl().args([
-        "rollout",
-        "status",
-        "-n",
-        "istio-system",
-        "deployment/istiod",
-        "--timeout=300s",
-    ]));
+    .command(istio_rollout(target, "deployment/istiod"));
     if cluster.istio.mode == IstioMode::Ambient {
         for ds in ["daemonset/istio-cni-node", "daemonset/ztunnel"] {
-            step = step.command(target.kubectl().args([
-                "rollout",
-                "status",
-                "-n",
-                "istio-system",
-                ds,
-                "--timeout=300s",
-            ]));
+            step = step.command(istio_rollout(target, ds));
         }
     }
     step.retry = Retry { attempts: 2 };
     step
+}
+
+/// Waits for an Istio component (`deployment/istiod`, `daemonset/ztunnel`) to roll
+/// out in `istio-system`.
+fn istio_rollout(target: &ClusterTarget, component: &str) -> Command {
+    target.kubectl().args([
+        "rollout",
+        "status",
+        "-n",
+        "istio-system",
+        component,
+        "--timeout=300s",
+    ])
 }
 
 fn east_west_gateway(cluster: &Cluster, target: &ClusterTarget) -> Step {
@@ -407,14 +406,7 @@ fn east_west_gateway(cluster: &Cluster, target: &ClusterTarget) -> Step {
             .istioctl()
             .args(["install", "-y", "-f", path.as_str()]),
     )
-    .command(target.kubectl().args([
-        "rollout",
-        "status",
-        "-n",
-        "istio-system",
-        "deployment/istio-eastwestgateway",
-        "--timeout=300s",
-    ]))
+    .command(istio_rollout(target, "deployment/istio-eastwestgateway"))
     .command(
         target
             .kubectl()
@@ -466,6 +458,11 @@ pub(super) fn guard_for_existing(step: &mut Step) {
         })
         .collect();
     let helm = || Command::new("helm").args(helm_ctx.clone());
+    // The probe and the removal of one namespaced object, as every guard below words them.
+    let get_in = |kind: &str, name: &str, ns: &str| kubectl().args(["get", kind, name, "-n", ns]);
+    let delete_in = |kind: &str, name: &str, ns: &str| {
+        kubectl().args(["delete", kind, name, "-n", ns, "--ignore-not-found"])
+    };
     let title = step.title.as_str();
     let (check, undo): (Option<Command>, Vec<Command>) = if title
         .starts_with("Create namespace istio-system")
@@ -484,60 +481,30 @@ pub(super) fn guard_for_existing(step: &mut Step) {
         // A running istiod already has its trust, which is the user's: plugging a CA
         // in under it would change the mesh's identity on its next restart.
         (
-            Some(kubectl().args(["get", "deployment", "istiod", "-n", "istio-system"])),
-            vec![kubectl().args([
-                "delete",
-                "secret",
-                "cacerts",
-                "-n",
-                "istio-system",
-                "--ignore-not-found",
-            ])],
+            Some(get_in("deployment", "istiod", "istio-system")),
+            vec![delete_in("secret", "cacerts", "istio-system")],
         )
     } else if title.starts_with("Install cert-manager") {
         (
-            Some(kubectl().args(["get", "deployment", "cert-manager", "-n", "cert-manager"])),
+            Some(get_in("deployment", "cert-manager", "cert-manager")),
             vec![helm().args(["uninstall", "cert-manager", "-n", "cert-manager"])],
         )
     } else if title.starts_with("Give cert-manager the mesh CA") {
         (
-            Some(kubectl().args(["get", "issuer", "istio-ca", "-n", "istio-system"])),
+            Some(get_in("issuer", "istio-ca", "istio-system")),
             vec![
-                kubectl().args([
-                    "delete",
-                    "issuer",
-                    "istio-ca",
-                    "-n",
-                    "istio-system",
-                    "--ignore-not-found",
-                ]),
-                kubectl().args([
-                    "delete",
-                    "secret",
-                    "istio-ca",
-                    "-n",
-                    "istio-system",
-                    "--ignore-not-found",
-                ]),
-                kubectl().args([
-                    "delete",
-                    "secret",
-                    "istio-root-ca",
-                    "-n",
-                    "cert-manager",
-                    "--ignore-not-found",
-                ]),
+                delete_in("issuer", "istio-ca", "istio-system"),
+                delete_in("secret", "istio-ca", "istio-system"),
+                delete_in("secret", "istio-root-ca", "cert-manager"),
             ],
         )
     } else if title.starts_with("Install istio-csr") {
         (
-            Some(kubectl().args([
-                "get",
+            Some(get_in(
                 "deployment",
                 "cert-manager-istio-csr",
-                "-n",
                 "cert-manager",
-            ])),
+            )),
             vec![helm().args(["uninstall", "cert-manager-istio-csr", "-n", "cert-manager"])],
         )
     } else if title.starts_with("Install the Gateway API CRDs") {
@@ -547,7 +514,7 @@ pub(super) fn guard_for_existing(step: &mut Step) {
         )
     } else if title.starts_with("Install Istio") {
         (
-            Some(kubectl().args(["get", "deployment", "istiod", "-n", "istio-system"])),
+            Some(get_in("deployment", "istiod", "istio-system")),
             vec![Command::new("istioctl").args(ctx_args.clone()).args([
                 "uninstall",
                 "--purge",
@@ -556,13 +523,7 @@ pub(super) fn guard_for_existing(step: &mut Step) {
         )
     } else if title.starts_with("Install the east-west gateway") {
         (
-            Some(kubectl().args([
-                "get",
-                "service",
-                "istio-eastwestgateway",
-                "-n",
-                "istio-system",
-            ])),
+            Some(get_in("service", "istio-eastwestgateway", "istio-system")),
             vec![],
         )
     } else if let Some(ns) = title.strip_prefix("Create namespace ") {
@@ -576,13 +537,11 @@ pub(super) fn guard_for_existing(step: &mut Step) {
                 "an existing PeerAuthentication `default` is the user's: it is left as it is, and the scenario's mTLS mode is not applied there".into(),
             );
         (
-            Some(kubectl().args([
-                "get",
+            Some(get_in(
                 "peerauthentication.security.istio.io",
                 "default",
-                "-n",
                 ns.as_str(),
-            ])),
+            )),
             step.undo.clone(),
         )
     } else if title.starts_with("Let ") {
@@ -599,15 +558,8 @@ pub(super) fn guard_for_existing(step: &mut Step) {
         };
         let secret = format!("istio-remote-secret-{name}");
         (
-            Some(kubectl().args(["get", "secret", secret.as_str(), "-n", "istio-system"])),
-            vec![kubectl().args([
-                "delete",
-                "secret",
-                secret.as_str(),
-                "-n",
-                "istio-system",
-                "--ignore-not-found",
-            ])],
+            Some(get_in("secret", secret.as_str(), "istio-system")),
+            vec![delete_in("secret", secret.as_str(), "istio-system")],
         )
     } else {
         return;

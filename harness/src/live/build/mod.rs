@@ -27,6 +27,20 @@ pub fn plan(
     provider: &ProviderKind,
     options: &LiveOptions,
 ) -> Result<Plan, Error> {
+    // kind-configs/ holds configs (distinct pod and service subnets, MetalLB pools)
+    // for two clusters; a third would silently overlap the second.
+    if *provider == ProviderKind::Kind && scenario.clusters.len() > 2 {
+        return Err(Error::Provider {
+            provider: "kind".into(),
+            message: format!(
+                "scenario {} has {} clusters; the kind provider supports one or two \
+                 (kind-configs/ has subnets for two). Run it on the twin, or on clusters \
+                 you made with --provider existing",
+                scenario.name,
+                scenario.clusters.len()
+            ),
+        });
+    }
     let clusters = targets(scenario, provider, options)?;
     let mut steps = Vec::new();
     if *provider == ProviderKind::Kind {

@@ -148,7 +148,12 @@ impl AdmissionProbe<'_> {
             }
             Err(e) => return Err(api_error(&format!("creating probe Pod {}", self.object), e)),
         };
-        let since = Some(i64::try_from(self.wait.as_secs()).unwrap_or(300) + 60);
+        // Saturating: the wait is the caller's option and may be any length.
+        let since = Some(
+            i64::try_from(self.wait.as_secs())
+                .unwrap_or(300)
+                .saturating_add(60),
+        );
         let recorded = kube_api::wait_for_log_line(
             client,
             &w.namespace,

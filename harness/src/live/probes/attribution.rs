@@ -305,7 +305,12 @@ pub async fn run(
         sent.insert(name.clone(), parse_probe_log(&log));
     }
     let mut landed = BTreeMap::new();
-    let since = Some(i64::try_from(timeout.as_secs()).unwrap_or(300) + 300);
+    // Saturating: the wait is the caller's option and may be any length.
+    let since = Some(
+        i64::try_from(timeout.as_secs())
+            .unwrap_or(300)
+            .saturating_add(300),
+    );
     for (name, c, _, service) in &started {
         let services: Api<Service> = Api::namespaced(c.client.clone(), &c.namespace);
         let selector = services

@@ -74,11 +74,16 @@ fn dechunk(body: &str) -> String {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
             break;
         };
-        if n == 0 || after.len() < n {
+        if n == 0 {
             break;
         }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
+        // `get`, not indexing: the size comes from the peer and may be too large or
+        // fall inside a character the lossy UTF-8 decoding produced.
+        let (Some(chunk), Some(tail)) = (after.get(..n), after.get(n..)) else {
+            break;
+        };
+        out.push_str(chunk);
+        rest = tail.trim_start_matches("\r\n");
     }
     out
 }
@@ -124,6 +129,17 @@ mod tests {
         );
         assert_eq!(http_body("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(), "abcde");
         assert!(http_body("HTTP/1.1 503 Service Unavailable\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_chunk_size_that_splits_a_character_or_overruns_ends_the_body() {
+        // "é" is two bytes: a chunk of one byte would cut it in half.
+        let split =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\né\r\n0\r\n\r\n";
+        assert_eq!(http_body(split).unwrap(), "ab");
+        let overrun =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\nff\r\nxy\r\n";
+        assert_eq!(http_body(overrun).unwrap(), "ab");
     }
 
     #[test]

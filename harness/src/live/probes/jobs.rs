@@ -45,6 +45,25 @@ pub fn job_end(job: &Job) -> JobEnd {
     JobEnd::Running
 }
 
+/// Reads `workload` (of the kind `K` stands for) from the API.
+async fn read_workload<K>(
+    client: &Client,
+    namespace: &str,
+    workload: &WorkloadRef,
+) -> Result<K, ProbeError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.get(&workload.name)
+        .await
+        .map_err(|e| api_error(&format!("reading {workload}"), e))
+}
+
 /// A Job with the pod template of a CronJob's jobTemplate (what
 /// `kubectl create job --from=cronjob/x` does) or of an existing Job (selector and
 /// controller labels dropped so the API server assigns new ones).
@@ -56,21 +75,13 @@ pub async fn job_from(
 ) -> Result<Job, ProbeError> {
     let spec: JobSpec = match workload.kind.as_str() {
         "CronJob" => {
-            let api: Api<CronJob> = Api::namespaced(client.clone(), namespace);
-            let cj = api
-                .get(&workload.name)
-                .await
-                .map_err(|e| api_error(&format!("reading {workload}"), e))?;
+            let cj: CronJob = read_workload(client, namespace, workload).await?;
             cj.spec
                 .and_then(|s| s.job_template.spec)
                 .ok_or_else(|| ProbeError(format!("{workload} has no jobTemplate.spec")))?
         }
         "Job" => {
-            let api: Api<Job> = Api::namespaced(client.clone(), namespace);
-            let job = api
-                .get(&workload.name)
-                .await
-                .map_err(|e| api_error(&format!("reading {workload}"), e))?;
+            let job: Job = read_workload(client, namespace, workload).await?;
             let mut spec = job
                 .spec
                 .ok_or_else(|| ProbeError(format!("{workload} has no spec")))?;
@@ -139,6 +150,25 @@ async fn job_pods(client: &Client, namespace: &str, name: &str) -> Result<Vec<Po
     kube_api::pods(client, namespace, &format!("job-name={name}")).await
 }
 
+/// Creates Job `name` from `workload`, waits for its end (or the timeout) and
+/// returns that end with the Job's pods.
+async fn run_job(
+    client: &Client,
+    namespace: &str,
+    workload: &WorkloadRef,
+    name: &str,
+    timeout: Duration,
+) -> Result<(JobEnd, Vec<Pod>), ProbeError> {
+    let job = job_from(client, namespace, workload, name).await?;
+    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), &job)
+        .await
+        .map_err(|e| api_error(&format!("creating Job {name}"), e))?;
+    let (end, _) = wait_for_job(client, namespace, name, timeout).await?;
+    let pods = job_pods(client, namespace, name).await?;
+    Ok((end, pods))
+}
+
 /// JOB-COMPLETION: runs the backfill as a Job and reports whether its pod completed.
 pub async fn run_to_completion(
     client: &Client,
@@ -147,13 +177,7 @@ pub async fn run_to_completion(
     name: &str,
     timeout: Duration,
 ) -> Result<JobObservation, ProbeError> {
-    let job = job_from(client, namespace, workload, name).await?;
-    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), &job)
-        .await
-        .map_err(|e| api_error(&format!("creating Job {name}"), e))?;
-    let (end, _) = wait_for_job(client, namespace, name, timeout).await?;
-    let pods = job_pods(client, namespace, name).await?;
+    let (end, pods) = run_job(client, namespace, workload, name, timeout).await?;
     Ok(job_observation(name, &end, &pods, timeout))
 }
 
@@ -191,13 +215,7 @@ pub async fn backfill_call(
     timeout: Duration,
 ) -> Result<CallObservation, ProbeError> {
     let started = Instant::now();
-    let job = job_from(client, namespace, workload, name).await?;
-    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), &job)
-        .await
-        .map_err(|e| api_error(&format!("creating Job {name}"), e))?;
-    let (end, _) = wait_for_job(client, namespace, name, timeout).await?;
-    let pods = job_pods(client, namespace, name).await?;
+    let (end, pods) = run_job(client, namespace, workload, name, timeout).await?;
     let mut log = String::new();
     for pod in &pods {
         let pod_name = pod.metadata.name.clone().unwrap_or_default();

@@ -23,14 +23,6 @@ pub fn api_error(what: &str, e: kube::Error) -> ProbeError {
     }
 }
 
-/// The API's status code of an error, when the API answered.
-pub fn api_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(status) => Some(status.code),
-        _ => None,
-    }
-}
-
 /// A label selector string from a map (`a=b,c=d`).
 pub fn selector(labels: &BTreeMap<String, String>) -> String {
     labels

@@ -31,6 +31,7 @@ use super::LiveOptions;
 use super::build::PROBE_NAMESPACE;
 use super::plan::ClusterTarget;
 use crate::error::Error;
+use crate::manifests::WorkloadRef;
 use crate::provider::{
     AdmissionObservation, AttributionObservation, CallObservation, JobObservation, ProbeError,
     RunningMesh, ValidatorObservation,
@@ -140,6 +141,17 @@ pub struct ClusterProbe {
     pub mode: IstioMode,
 }
 
+impl ClusterProbe {
+    /// The first backfill workload of the agent (`cluster` names it in the error).
+    fn backfill_workload(&self, cluster: &str) -> Result<WorkloadRef, ProbeError> {
+        self.roles
+            .backfill
+            .first()
+            .cloned()
+            .ok_or_else(|| ProbeError(format!("no backfill workload in cluster {cluster}")))
+    }
+}
+
 /// The probe backend of a live mesh.
 pub struct KubeMesh {
     rt: tokio::runtime::Runtime,
@@ -157,9 +169,15 @@ impl KubeMesh {
             .ok_or_else(|| ProbeError(format!("no cluster {name} in this mesh")))
     }
 
-    fn next_name(&mut self, what: &str, cluster: &str) -> String {
+    /// The next number of this run's probe objects, so their names never repeat.
+    fn next_sequence(&mut self) -> u32 {
         self.sequence += 1;
-        format!("mc-{what}-{cluster}-{}-{}", self.run, self.sequence)
+        self.sequence
+    }
+
+    fn next_name(&mut self, what: &str, cluster: &str) -> String {
+        let sequence = self.next_sequence();
+        format!("mc-{what}-{cluster}-{}-{sequence}", self.run)
     }
 }
 
@@ -185,12 +203,7 @@ impl RunningMesh for KubeMesh {
 
     fn backfill(&mut self, cluster: &str) -> Result<CallObservation, ProbeError> {
         let c = self.cluster(cluster)?;
-        let workload = c
-            .roles
-            .backfill
-            .first()
-            .cloned()
-            .ok_or_else(|| ProbeError(format!("no backfill workload in cluster {cluster}")))?;
+        let workload = c.backfill_workload(cluster)?;
         let name = self.next_name("backfill", cluster);
         let timeout = self.timeout;
         self.rt.block_on(jobs::backfill_call(
@@ -212,10 +225,8 @@ impl RunningMesh for KubeMesh {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let run = format!("{}-{}", self.run, {
-            self.sequence += 1;
-            self.sequence
-        });
+        let sequence = self.next_sequence();
+        let run = format!("{}-{sequence}", self.run);
         let timeout = self.timeout;
         self.rt.block_on(attribution::run(
             &clusters,
@@ -232,12 +243,7 @@ impl RunningMesh for KubeMesh {
 
     fn job_completion(&mut self, cluster: &str) -> Result<JobObservation, ProbeError> {
         let c = self.cluster(cluster)?;
-        let workload = c
-            .roles
-            .backfill
-            .first()
-            .cloned()
-            .ok_or_else(|| ProbeError(format!("no backfill workload in cluster {cluster}")))?;
+        let workload = c.backfill_workload(cluster)?;
         let name = self.next_name("job", cluster);
         let timeout = self.timeout;
         self.rt.block_on(jobs::run_to_completion(

@@ -60,6 +60,21 @@ fn webhook_routes() -> Vec<Route> {
     ]
 }
 
+/// The admission probe of cluster `alpha` into `meshconform-probe`.
+fn admission_probe<'a>(
+    webhook: &'a WebhookRole,
+    object: &'a str,
+    wait: Duration,
+) -> AdmissionProbe<'a> {
+    AdmissionProbe {
+        cluster: "alpha",
+        probe_namespace: "meshconform-probe",
+        webhook,
+        object,
+        wait,
+    }
+}
+
 fn pod_list(name: &str, container: &str) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
         {"metadata": {"name": name}, "spec": {"containers": [{"name": container}]}}
@@ -160,13 +175,7 @@ fn admission_is_recorded_when_the_webhook_logs_the_object() {
         ));
         let api = MockApi::start(routes).await;
         let w = webhook();
-        let probe = AdmissionProbe {
-            cluster: "alpha",
-            probe_namespace: "meshconform-probe",
-            webhook: &w,
-            object: "mc-admit-1",
-            wait: Duration::from_millis(500),
-        };
+        let probe = admission_probe(&w, "mc-admit-1", Duration::from_millis(500));
         let obs = probe.run(&api.client(None)).await.unwrap();
         assert!(obs.admitted && obs.call.recorded, "{obs:?}");
         assert!(obs.call.handshake.verified());
@@ -205,13 +214,7 @@ fn a_failed_call_is_explained_by_the_api_servers_log() {
         ));
         let api = MockApi::start(routes).await;
         let w = webhook();
-        let probe = AdmissionProbe {
-            cluster: "alpha",
-            probe_namespace: "meshconform-probe",
-            webhook: &w,
-            object: "mc-admit-2",
-            wait: Duration::from_millis(300),
-        };
+        let probe = admission_probe(&w, "mc-admit-2", Duration::from_millis(300));
         let obs = probe.run(&api.client(None)).await.unwrap();
         // failurePolicy Ignore: admitted, but the webhook never saw it.
         assert!(obs.admitted && !obs.call.recorded, "{obs:?}");
@@ -238,13 +241,7 @@ fn a_denied_create_is_reported_not_raised() {
         routes.push(Route::json("GET", "/api/v1/namespaces/kube-system/pods", json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})));
         let api = MockApi::start(routes).await;
         let w = webhook();
-        let probe = AdmissionProbe {
-            cluster: "alpha",
-            probe_namespace: "meshconform-probe",
-            webhook: &w,
-            object: "mc-admit-3",
-            wait: Duration::from_millis(200),
-        };
+        let probe = admission_probe(&w, "mc-admit-3", Duration::from_millis(200));
         let obs = probe.run(&api.client(None)).await.unwrap();
         assert!(!obs.admitted && !obs.call.recorded);
         match &obs.call.handshake {
@@ -266,13 +263,7 @@ fn a_forbidden_webhook_configuration_is_a_probe_error() {
         )])
         .await;
         let w = webhook();
-        let probe = AdmissionProbe {
-            cluster: "alpha",
-            probe_namespace: "meshconform-probe",
-            webhook: &w,
-            object: "x",
-            wait: Duration::from_millis(100),
-        };
+        let probe = admission_probe(&w, "x", Duration::from_millis(100));
         let err = probe.run(&api.client(None)).await.unwrap_err();
         assert!(err.0.contains("403 Forbidden"), "{err}");
     });
