@@ -358,8 +358,9 @@ fn run(args: &RunArgs) -> Result<i32, Error> {
     let mut results = Vec::new();
     for s in &scenarios {
         if interrupted.load(Ordering::SeqCst) {
-            eprintln!("interrupted: stopped before scenario {}", s.name);
-            return Ok(EXIT_INTERRUPTED);
+            // Report what ran; the scenarios not run are named, not silently dropped.
+            eprintln!("interrupted: not run from scenario {} on", s.name);
+            break;
         }
         meta = meta.with_scenario_file(s.name.clone(), s.file.clone());
         progress.scenario_started(&s.name);
@@ -367,6 +368,9 @@ fn run(args: &RunArgs) -> Result<i32, Error> {
         progress.scenario_finished(&result);
         results.push(result);
     }
+    // Clusters kept for reuse between scenarios go now; a failure here means something
+    // may be left behind, which people must see.
+    let finished = provider.as_deref().map(|p| p.finish()).transpose();
     let run = RunResult {
         version: env!("CARGO_PKG_VERSION").to_string(),
         scenarios: results,
@@ -375,6 +379,13 @@ fn run(args: &RunArgs) -> Result<i32, Error> {
     print!("{}", report::terminal::render(&run, color));
     for path in report::write_all(&run, &args.reports, &meta)? {
         println!("wrote {}", path.display());
+    }
+    match finished {
+        Ok(lines) => lines.into_iter().flatten().for_each(|l| println!("{l}")),
+        Err(e) => {
+            eprintln!("error: cleaning up after the run failed: {e}");
+            return Ok(EXIT_MISMATCH);
+        }
     }
     if interrupted.load(Ordering::SeqCst) {
         return Ok(EXIT_INTERRUPTED);

@@ -21,6 +21,13 @@ pub trait Provider: Send + Sync {
     ///
     /// On error nothing is left behind: whatever was created is removed first.
     fn up(&self, scenario: &Scenario, rendered: &Rendered) -> Result<Box<dyn RunningMesh>, Error>;
+
+    /// Ends the run: removes what the provider kept between scenarios (clusters kept
+    /// for reuse), or with `--keep` leaves it. Returns one line per thing removed or
+    /// kept. Providers that keep nothing between scenarios have nothing to do.
+    fn finish(&self) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// A mesh that is up, with the subject installed, ready to be probed.

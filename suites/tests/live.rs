@@ -585,9 +585,10 @@ fn kind_lifecycle_creates_installs_probes_reuses_and_cleans_up() {
     );
     mesh.down().unwrap();
 
-    // The end of the run deletes what the run created, and only that.
+    // The end of the run deletes what the run created, and only that. The CLI calls
+    // it through the trait, as for any provider.
     let before = runner.lines().len();
-    let deleted = provider.finish().unwrap();
+    let deleted = Provider::finish(&provider).unwrap();
     assert_eq!(deleted.len(), 2);
     let end = runner.lines()[before..].to_vec();
     assert_eq!(

@@ -158,6 +158,10 @@ impl Provider for KindProvider {
         };
         lifecycle::up(&ctx, scenario, rendered, plan, reused)
     }
+
+    fn finish(&self) -> Result<Vec<String>, Error> {
+        KindProvider::finish(self)
+    }
 }
 
 impl Drop for KindProvider {
