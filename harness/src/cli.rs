@@ -272,6 +272,16 @@ struct ChosenProvider {
     cancel: Box<dyn Fn() + Send + Sync>,
 }
 
+impl ChosenProvider {
+    /// A live provider, cancelled through its token.
+    fn live(provider: impl Provider + 'static, token: crate::live::cancel::CancelToken) -> Self {
+        Self {
+            provider: Some(Box::new(provider)),
+            cancel: Box::new(move || token.cancel()),
+        }
+    }
+}
+
 fn live_options(args: &RunArgs, subject: &Subject) -> LiveOptions {
     LiveOptions {
         // The live providers install exactly the subject the static checks judged.
@@ -302,29 +312,20 @@ fn provider_of(
             // is created, with doctor's message.
             kind.preflight_run(scenarios)?;
             let token = kind.cancel_token();
-            ChosenProvider {
-                provider: Some(Box::new(kind)),
-                cancel: Box::new(move || token.cancel()),
-            }
+            ChosenProvider::live(kind, token)
         }
         ProviderKind::Existing => {
             let contexts = crate::live::ContextMap::parse(&args.context)?;
             let existing =
                 crate::live::existing::ExistingProvider::new(contexts, live_options(args, subject));
             let token = existing.cancel_token();
-            ChosenProvider {
-                provider: Some(Box::new(existing)),
-                cancel: Box::new(move || token.cancel()),
-            }
+            ChosenProvider::live(existing, token)
         }
         #[cfg(feature = "k3s")]
         ProviderKind::K3s => {
             let k3s = crate::live::k3s::K3sProvider::new(live_options(args, subject));
             let token = k3s.cancel_token();
-            ChosenProvider {
-                provider: Some(Box::new(k3s)),
-                cancel: Box::new(move || token.cancel()),
-            }
+            ChosenProvider::live(k3s, token)
         }
         ProviderKind::None => ChosenProvider {
             provider: None,

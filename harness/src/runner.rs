@@ -69,6 +69,33 @@ pub struct ScenarioResult {
     pub duration: Duration,
 }
 
+impl CheckResult {
+    /// A check's result, judged against its expectation at its severity.
+    pub fn new(
+        check: CheckId,
+        expected: Status,
+        severity: Severity,
+        outcome: Outcome,
+        duration: Duration,
+    ) -> Self {
+        Self {
+            check,
+            kind: check.kind(),
+            severity,
+            expected,
+            verdict: verdict(expected, &outcome, severity),
+            outcome,
+            duration,
+        }
+    }
+
+    /// Replaces the outcome and judges it again.
+    pub fn rejudge(&mut self, outcome: Outcome) {
+        self.verdict = verdict(self.expected, &outcome, self.severity);
+        self.outcome = outcome;
+    }
+}
+
 impl ScenarioResult {
     /// True when no required check mismatched.
     pub fn ok(&self) -> bool {
@@ -171,8 +198,11 @@ fn run_runtime(
                 // Teardown trouble is reported on every runtime check: leaked
                 // resources are a failure people must see.
                 for r in &mut out {
-                    r.outcome = Outcome::fail(format!("teardown failed: {e}"));
-                    r.verdict = verdict(r.expected, &r.outcome, r.severity);
+                    // The check's own evidence stays: it says what was seen before.
+                    let mut failed = Outcome::fail(format!("teardown failed: {e}"));
+                    failed.evidence = std::mem::take(&mut r.outcome.evidence);
+                    failed.traffic = std::mem::take(&mut r.outcome.traffic);
+                    r.rejudge(failed);
                 }
             }
             out
@@ -221,16 +251,13 @@ fn result(
     duration: Duration,
 ) -> CheckResult {
     let expected = scenario.expect.get(&check).copied().unwrap_or(Status::Pass);
-    let severity = scenario.severity_of(check);
-    CheckResult {
+    CheckResult::new(
         check,
-        kind: check.kind(),
-        severity,
         expected,
-        verdict: verdict(expected, &outcome, severity),
+        scenario.severity_of(check),
         outcome,
         duration,
-    }
+    )
 }
 
 /// A whole run: every scenario's result plus what it ran on.
@@ -259,16 +286,21 @@ mod tests {
     use crate::scenario;
     use std::path::{Path, PathBuf};
 
-    /// A provider whose probes all fail, and which has an artifacts folder to offer.
-    struct BrokenProvider;
-    struct BrokenMesh;
+    /// A provider whose probes all fail, and which has an artifacts folder to offer;
+    /// with `leaks`, its teardown fails too.
+    struct BrokenProvider {
+        leaks: bool,
+    }
+    struct BrokenMesh {
+        leaks: bool,
+    }
 
     impl Provider for BrokenProvider {
         fn name(&self) -> &'static str {
             "broken"
         }
         fn up(&self, _: &Scenario, _: &Rendered) -> Result<Box<dyn RunningMesh>, Error> {
-            Ok(Box::new(BrokenMesh))
+            Ok(Box::new(BrokenMesh { leaks: self.leaks }))
         }
     }
 
@@ -293,17 +325,26 @@ mod tests {
             Some(PathBuf::from("/artifacts/single-sidecar-strict"))
         }
         fn down(self: Box<Self>) -> Result<(), Error> {
+            if self.leaks {
+                return Err(Error::Provider {
+                    provider: "broken".into(),
+                    message: "cluster alpha could not be deleted".into(),
+                });
+            }
             Ok(())
         }
     }
 
+    fn scenario(name: &str) -> Scenario {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/{name}.yaml"));
+        scenario::load(&path).unwrap()
+    }
+
     #[test]
     fn unexpected_runtime_outcomes_point_at_collected_artifacts() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/single-sidecar-strict.yaml");
-        let s = scenario::load(&path).unwrap();
-        let result =
-            run_scenario(&s, &Subject::default(), Some(&BrokenProvider), Scope::All).unwrap();
+        let s = scenario("single-sidecar-strict");
+        let provider = BrokenProvider { leaks: false };
+        let result = run_scenario(&s, &Subject::default(), Some(&provider), Scope::All).unwrap();
         let webhook = result
             .checks
             .iter()
@@ -327,5 +368,31 @@ mod tests {
             .unwrap();
         assert_eq!(inbound.verdict, Verdict::Matched);
         assert!(!result.ok());
+    }
+
+    #[test]
+    fn a_failed_teardown_fails_every_runtime_check_and_keeps_its_evidence() {
+        let s = scenario("single-sidecar-strict");
+        let provider = BrokenProvider { leaks: true };
+        let result = run_scenario(&s, &Subject::default(), Some(&provider), Scope::All).unwrap();
+        for r in result
+            .checks
+            .iter()
+            .filter(|c| c.kind == CheckKind::Runtime)
+        {
+            assert_eq!(r.outcome.status, Status::Fail, "{}", r.check);
+            // Required checks mismatch; recommended ones (JOB-COMPLETION) warn.
+            assert_ne!(r.verdict, Verdict::Matched, "{}", r.check);
+            assert!(
+                r.outcome
+                    .summary
+                    .contains("cluster alpha could not be deleted"),
+                "{}",
+                r.outcome.summary
+            );
+            // What the probe saw before the teardown is still there.
+            assert!(!r.outcome.evidence.is_empty(), "{}", r.check);
+        }
+        assert!(!result.ok(), "a leaked cluster must fail the run");
     }
 }

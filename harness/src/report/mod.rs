@@ -429,22 +429,19 @@ pub(crate) mod fixtures {
     use super::RunMeta;
     use crate::checks::{CheckId, Evidence, Outcome, Severity, Status};
     use crate::provider::Flow;
-    use crate::runner::{CheckResult, RunResult, ScenarioResult, verdict};
+    use crate::runner::{CheckResult, RunResult, ScenarioResult};
 
     /// The evidence string that must never reach a page unescaped.
     pub const HOSTILE: &str = "<script>alert('x')</script>";
 
     fn result(check: CheckId, expected: Status, outcome: Outcome, millis: u64) -> CheckResult {
-        let severity = check.default_severity();
-        CheckResult {
+        CheckResult::new(
             check,
-            kind: check.kind(),
-            severity,
             expected,
-            verdict: verdict(expected, &outcome, severity),
+            check.default_severity(),
             outcome,
-            duration: Duration::from_millis(millis),
-        }
+            Duration::from_millis(millis),
+        )
     }
 
     fn flow(from: &str, sender: &str, to: Option<&str>, samples: u64) -> Flow {
