@@ -152,9 +152,12 @@ pub struct PlanArgs {
     /// Where the scenarios are.
     #[command(flatten)]
     pub dir: ScenarioDir,
-    /// Plan with this chart instead of the published one.
+    /// Plan with this chart instead of the reference install.
     #[arg(long, value_name = "PATH")]
     pub chart: Option<PathBuf>,
+    /// Print every file and manifest in full.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// Parses the process arguments and runs; returns the exit code.
@@ -421,7 +424,12 @@ fn plan(args: &PlanArgs) -> Result<i32, Error> {
             &crate::live::ProviderKind::Kind,
             &options,
         )?;
-        print!("{}", plan.to_text());
+        let text = if args.verbose {
+            plan.to_text_verbose()
+        } else {
+            plan.to_text()
+        };
+        print!("{text}");
     }
     Ok(EXIT_OK)
 }

@@ -161,3 +161,15 @@ fn kind_without_docker_fails_at_once_with_doctors_message_and_leaves_nothing() {
         "run and doctor must say the same thing"
     );
 }
+
+#[test]
+fn plan_lists_objects_and_verbose_adds_their_yaml() {
+    let short = meshconform(&["plan", "--scenario", "single-sidecar-strict"]);
+    assert_eq!(short.status.code(), Some(0), "{}", text(&short));
+    let short = text(&short);
+    assert!(short.contains("kind create cluster"), "{short}");
+    assert!(!short.contains("kind: Deployment"), "{short}");
+    let verbose = meshconform(&["plan", "--scenario", "single-sidecar-strict", "--verbose"]);
+    assert_eq!(verbose.status.code(), Some(0));
+    assert!(text(&verbose).contains("kind: Deployment"));
+}

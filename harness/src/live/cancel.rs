@@ -29,30 +29,6 @@ impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
-
-    /// Cancels this token on Ctrl-C (SIGINT), from a background thread. The second
-    /// Ctrl-C is left to the default handler... which tokio replaces, so the thread
-    /// exits the process on a second one: a person pressing it twice means it.
-    pub fn cancel_on_ctrl_c(&self) -> std::io::Result<()> {
-        let token = self.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("meshconform-ctrl-c".into())
-            .spawn(move || {
-                rt.block_on(async {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("meshconform: interrupted; cleaning up what this run created (Ctrl-C again to abort without cleanup)");
-                        token.cancel();
-                    }
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
-                    }
-                });
-            })?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -70,8 +70,8 @@ impl KindProvider {
         self
     }
 
-    /// The token that cancels this provider's work (wire it to Ctrl-C with
-    /// [`CancelToken::cancel_on_ctrl_c`]).
+    /// The token that cancels this provider's work (the CLI's Ctrl-C handler
+    /// cancels it).
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
     }
